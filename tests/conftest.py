@@ -1,0 +1,41 @@
+"""Fixtures: the private local stack, throw-away legacy databases, real connections."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from deploy.legacy.schema import LegacyTargets, create_all, drop_all
+from deploy.local import stack
+
+
+@pytest.fixture(name="stack_env", scope="session")
+def _stack_env() -> dict[str, str]:
+    """The BIZFED_* settings of the private stack, started (or reused) once per session."""
+    try:
+        return stack.up()
+    except stack.StackError as exc:
+        pytest.fail(f"local stack could not start: {exc}")
+
+
+@pytest.fixture(name="base_targets", scope="session")
+def _base_targets(stack_env: dict[str, str]) -> LegacyTargets:
+    return LegacyTargets.from_env(stack_env)
+
+
+@pytest.fixture(name="empty_legacy", scope="module")
+def _empty_legacy(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
+    """Three fresh, empty legacy databases for one test module, dropped afterwards."""
+    suffix = f"t{uuid.uuid4().hex[:8]}_{os.getpid()}"
+    targets = base_targets.renamed(suffix)
+    create_all(targets, drop=True)
+    yield targets
+    drop_all(targets)
+
+
+@pytest.fixture(name="redis_url", scope="session")
+def _redis_url(stack_env: dict[str, str]) -> str:
+    return stack_env["BIZFED_REDIS_URL"]

@@ -34,7 +34,7 @@ class LegacyTargets:
         sales = make_url(self.sales_url)
         sales = sales.set(database=f"{sales.database}_{suffix}")
         acct = _odbc_set(self.accounting_odbc, "DATABASE", f"{_odbc_get(self.accounting_odbc, 'DATABASE')}_{suffix}")
-        return replace(self, warehouse_dsn=psycopg.conninfo.make_conninfo(**wh),
+        return replace(self, warehouse_dsn=psycopg.conninfo.make_conninfo("", **wh),
                        sales_url=sales.render_as_string(hide_password=False), accounting_odbc=acct)
 
 
@@ -74,7 +74,7 @@ def sales_as_odbc(sales_url: str, accounting_odbc: str) -> str:
 def create_warehouse(dsn: str, *, drop: bool = False) -> None:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     db = str(info["dbname"])
-    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    admin = psycopg.conninfo.make_conninfo("", **{**info, "dbname": "postgres"})
     with psycopg.connect(admin, autocommit=True) as conn:
         if drop:
             conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(db)))
@@ -113,7 +113,7 @@ def create_all(targets: LegacyTargets, *, drop: bool = False) -> None:
 
 def drop_all(targets: LegacyTargets) -> None:
     info = psycopg.conninfo.conninfo_to_dict(targets.warehouse_dsn)
-    admin = psycopg.conninfo.make_conninfo(**{**info, "dbname": "postgres"})
+    admin = psycopg.conninfo.make_conninfo("", **{**info, "dbname": "postgres"})
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                      .format(psycopg.sql.Identifier(str(info["dbname"]))))

@@ -1,0 +1,137 @@
+"""The composition root: ``create_app(settings)`` builds the connectors, policies and routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.accounting import AccountingConnector
+from connectors.sales import SalesConnector
+from connectors.warehouse import WarehouseConnector
+from sanic import HTTPResponse, Request, Sanic
+from sanic.config import Config
+from sanic.response import BaseHTTPResponse
+
+from api.auth import KeyRing
+from api.ops import ops
+from api.params import Cursors
+from api.problems import to_problem
+from api.routes import v1
+from api.settings import Settings
+from federation.context import RequestContext
+from federation.errors import Forbidden
+from federation.gateway import Gateway
+from federation.policy import NullObserver, Observer, PolicyConfig, SourcePolicy, make_breaker
+
+log = logging.getLogger("bizfed.api")
+SOURCES = ("warehouse", "sales", "accounting")
+
+
+def build_connectors(settings: Settings) -> dict[str, Any]:
+    """The real connectors; nothing connects until ``open()``."""
+    return {
+        "warehouse": WarehouseConnector(settings.warehouse_dsn, pool_max=settings.warehouse_pool,
+                                        query_timeout=settings.source_timeout,
+                                        connect_timeout=settings.connect_timeout),
+        "sales": SalesConnector(settings.sales_url, pool_size=settings.sales_pool,
+                                query_timeout=settings.source_timeout, connect_timeout=settings.connect_timeout),
+        "accounting": AccountingConnector(settings.accounting_odbc, max_workers=settings.accounting_workers,
+                                          login_timeout=settings.connect_timeout,
+                                          query_timeout=settings.source_timeout),
+    }
+
+
+def build_policies(settings: Settings, observer: Observer) -> dict[str, SourcePolicy]:
+    concurrency = {"warehouse": settings.warehouse_pool, "sales": settings.sales_pool,
+                   "accounting": settings.accounting_workers}
+    return {
+        name: SourcePolicy(
+            name,
+            PolicyConfig(timeout=settings.source_timeout, concurrency=concurrency[name] * 2,
+                         bulkhead_wait=settings.bulkhead_wait, attempts=settings.retry_attempts),
+            make_breaker(name, settings.breaker_fail_max, settings.breaker_reset, observer),
+            observer,
+        )
+        for name in SOURCES
+    }
+
+
+def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = None,
+               name: str = "bizfed") -> Sanic[Config, Any]:
+    app: Sanic[Config, Any] = Sanic(name, configure_logging=True)
+    app.config.update({
+        "OAS_UI_DEFAULT": "swagger",
+        "OAS_UI_REDOC": False,
+        "OAS_URL_PREFIX": "/docs",
+        "OAS_IGNORE_HEAD": True,
+        "OAS_IGNORE_OPTIONS": True,
+        "REQUEST_MAX_SIZE": 64 * 1024,
+        "REQUEST_MAX_HEADER_SIZE": 8 * 1024,
+        "REQUEST_TIMEOUT": 10,
+        "RESPONSE_TIMEOUT": max(30, settings.request_deadline * 3),
+        "KEEP_ALIVE_TIMEOUT": 15,
+        "FALLBACK_ERROR_FORMAT": "json",
+        "ACCESS_LOG": False,
+    })
+    app.ext.openapi.describe("bizfed", version="1.0.0",
+                             description="One API over the Warehouse, Sales and Accounting systems.")
+    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer",
+                                        description="An API key: `Authorization: Bearer <key>`")
+    app.ctx.settings = settings
+    app.ctx.keyring = KeyRing(settings.api_keys)
+    app.ctx.cursors = Cursors(settings.cursor_secret)
+    app.ctx.injected_connectors = connectors
+    app.blueprint(v1)
+    app.blueprint(ops)
+    app.error_handler.add(Exception, to_problem)
+
+    @app.before_server_start
+    async def start_sources(app: Sanic[Config, Any]) -> None:
+        observer: Observer = NullObserver()
+        conns = dict(app.ctx.injected_connectors or build_connectors(settings))
+        for name, conn in conns.items():
+            try:
+                await conn.open()
+            except Exception as exc:
+                log.warning("source %s not reachable at start-up: %s", name, type(exc).__name__)
+        app.ctx.connectors = conns
+        app.ctx.policies = build_policies(settings, observer)
+        app.ctx.gateway = Gateway(conns, app.ctx.policies, cache=None)
+
+    @app.after_server_stop
+    async def stop_sources(app: Sanic[Config, Any]) -> None:
+        for conn in getattr(app.ctx, "connectors", {}).values():
+            await conn.close()
+
+    async def identify(request: Request) -> None:
+        incoming = request.headers.get("x-request-id", "")
+        request.ctx.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        request.ctx.started = time.monotonic()
+
+    async def authorize(request: Request) -> None:
+        route = request.route
+        if route is None or getattr(route.ctx, "role", None) is None:
+            return
+        required: str = route.ctx.role
+        query_key = request.args.get("key") if getattr(route.ctx, "query_key", False) else None
+        role = app.ctx.keyring.authenticate(request.headers.get("authorization"), query_key)
+        if required in ("finance", "admin") and role not in _allowed(required):
+            raise Forbidden(f"this resource needs the {required} role")
+        request.ctx.role = role
+        request.ctx.fed = RequestContext.start(role, settings.request_deadline)
+
+    async def tag(request: Request, response: BaseHTTPResponse) -> None:
+        response.headers["X-Request-ID"] = getattr(request.ctx, "request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+    app.register_middleware(identify, "request", priority=100)
+    app.register_middleware(authorize, "request", priority=90)
+    app.register_middleware(tag, "response")
+    return app
+
+
+def _allowed(required: str) -> tuple[str, ...]:
+    return {"reader": ("reader", "finance", "admin"), "finance": ("finance", "admin"), "admin": ("admin",)}[required]

@@ -1,0 +1,87 @@
+"""Successful /v1 answers: the envelope, ETag/304, Cache-Control and gzip."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sanic import HTTPResponse, Request
+
+from federation.context import RequestContext
+from federation.paging import Page
+
+GZIP_MIN_BYTES = 1400
+_JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=_JSON_OPTS)
+
+
+def meta(ctx: RequestContext) -> dict[str, Any]:
+    sources: dict[str, Any] = {}
+    for name, report in ctx.sources.items():
+        entry: dict[str, Any] = {"status": report.status, "cache": report.cache, "age_s": report.age_s}
+        if report.error:
+            entry["error"] = report.error
+        sources[name] = entry
+    body: dict[str, Any] = {"sources": sources, "partial": ctx.partial}
+    if ctx.redacted:
+        body["redacted"] = list(ctx.redacted)
+    return body
+
+
+def cache_control(ctx: RequestContext) -> str:
+    if ctx.partial:
+        return "no-store"
+    ttls = [r.ttl for r in ctx.sources.values() if r.ttl is not None]
+    max_age = int(min(ttls)) if ttls else 0
+    if any(r.status == "stale" for r in ctx.sources.values()):
+        max_age = 0
+    # Content depends on the key's role, so shared caches must not keep it.
+    return f"private, max-age={max_age}"
+
+
+def envelope(request: Request, ctx: RequestContext, data: Any, page_cursor: str | None = None,
+             page: Page[Any] | None = None) -> HTTPResponse:
+    body: dict[str, Any] = {"data": data, "meta": meta(ctx)}
+    if page is not None:
+        body["page"] = {"next_cursor": page_cursor, "limit": page.limit}
+    return json_response(request, dumps(body), cache_control(ctx), ctx)
+
+
+def json_response(request: Request, payload: bytes, cache_control: str,
+                  ctx: RequestContext | None = None) -> HTTPResponse:
+    etag = '"' + hashlib.blake2b(payload, digest_size=16).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Authorization, Accept-Encoding"}
+    if ctx is not None:
+        ages = [r.age_s for r in ctx.sources.values() if r.cache in ("hit", "stale")]
+        if ages:
+            headers["Age"] = str(int(max(ages)))
+        status = [f"bizfed; {'fwd=stale' if r.status == 'stale' else ('hit' if r.cache == 'hit' else 'fwd=miss')}"
+                  f"; detail={name}" for name, r in ctx.sources.items() if r.cache != "none"]
+        if status:
+            headers["Cache-Status"] = ", ".join(status)
+    if _matches(request.headers.get("if-none-match"), etag):
+        return HTTPResponse(status=304, headers=headers)
+    if len(payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        payload = gzip.compress(payload, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    return HTTPResponse(payload, status=200, headers=headers, content_type="application/json")
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))

@@ -1,0 +1,151 @@
+"""The /v1 resources of the contract; each route declares the least role allowed to call it."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request
+from sanic_ext import openapi
+
+from api import docs
+from api import params as p
+from api.responses import envelope
+from connectors.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
+from federation import customers, invoices, locations, orders, products, sold_items
+from federation.context import RequestContext
+from federation.errors import BadRequest
+from federation.paging import Page
+
+v1 = Blueprint("v1", url_prefix="/v1")
+
+LIST = {"limit": p.limit, "cursor": p.text}
+ORDER_STATUSES = ("draft", "confirmed", "shipped", "delivered", "cancelled")
+INVOICE_STATUSES = ("open", "paid", "void")
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _ctx(request: Request) -> RequestContext:
+    ctx: RequestContext = request.ctx.fed
+    return ctx
+
+
+def _paged(request: Request, route: str, spec: dict[str, p.Parser]) -> tuple[dict[str, Any], str, Any]:
+    """Parsed parameters, the cursor scope, and the keyset position the cursor points at."""
+    values = p.parse_query(request.args, {**LIST, **spec})
+    scope = p.scope_of(route, values)
+    after = request.app.ctx.cursors.decode(scope, values["cursor"]) if "cursor" in values else None
+    return values, scope, after
+
+
+def _page(request: Request, scope: str, page: Page[Any]) -> HTTPResponse:
+    cursor = request.app.ctx.cursors.encode(scope, page.next_key) if page.next_key is not None else None
+    return envelope(request, _ctx(request), page.rows, cursor, page)
+
+
+def _key(value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    if kind is tuple:
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+                and isinstance(value[1], str)):
+            raise BadRequest("cursor", "'cursor' is malformed")
+        return (value[0], value[1])
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadRequest("cursor", "'cursor' is malformed")
+    return value
+
+
+@v1.get("/locations", ctx_role="reader")
+@openapi.definition(**docs.operation("locations"))
+async def list_locations(request: Request) -> HTTPResponse:
+    values, scope, after = _paged(request, "locations", {})
+    page = await locations.list_locations(request.app.ctx.gateway, _ctx(request), _key(after, str),
+                                          values.get("limit", p.DEFAULT_LIMIT))
+    return _page(request, scope, page)
+
+
+@v1.get("/products", ctx_role="reader")
+@openapi.definition(**docs.operation("products"))
+async def list_products(request: Request) -> HTTPResponse:
+    values, scope, after = _paged(request, "products", {"q": p.text, "location": p.location_code,
+                                                        "in_stock": p.boolean, "active": p.boolean})
+    where = ItemFilter(q=values.get("q"), location=values.get("location"), in_stock=values.get("in_stock"),
+                       active=values.get("active"))
+    page = await products.list_products(request.app.ctx.gateway, _ctx(request), where, _key(after, str),
+                                        values.get("limit", p.DEFAULT_LIMIT))
+    return _page(request, scope, page)
+
+
+@v1.get("/products/<sku:str>", ctx_role="reader")
+@openapi.definition(**docs.operation("product"))
+async def get_product(request: Request, sku: str) -> HTTPResponse:
+    p.parse_query(request.args, {})
+    data = await products.get_product(request.app.ctx.gateway, _ctx(request), p.sku("sku", sku))
+    return envelope(request, _ctx(request), data)
+
+
+@v1.get("/customers", ctx_role="reader")
+@openapi.definition(**docs.operation("customers"))
+async def list_customers(request: Request) -> HTTPResponse:
+    values, scope, after = _paged(request, "customers", {"q": p.text, "country": p.country})
+    where = CustomerFilter(q=values.get("q"), country=values.get("country"))
+    page = await customers.list_customers(request.app.ctx.gateway, _ctx(request), where, _key(after, int),
+                                          values.get("limit", p.DEFAULT_LIMIT), _today())
+    return _page(request, scope, page)
+
+
+@v1.get("/customers/<customer_id:str>", ctx_role="reader")
+@openapi.definition(**docs.operation("customer"))
+async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
+    p.parse_query(request.args, {})
+    data = await customers.get_customer(request.app.ctx.gateway, _ctx(request), p.positive_int("id", customer_id),
+                                        _today())
+    return envelope(request, _ctx(request), data)
+
+
+@v1.get("/orders", ctx_role="reader")
+@openapi.definition(**docs.operation("orders"))
+async def list_orders(request: Request) -> HTTPResponse:
+    values, scope, after = _paged(request, "orders", {
+        "customer_id": p.positive_int, "status": p.choice(*ORDER_STATUSES), "since": p.instant, "until": p.instant})
+    where = OrderFilter(customer_id=values.get("customer_id"), status=values.get("status"),
+                        since=values.get("since"), until=values.get("until"))
+    page = await orders.list_orders(request.app.ctx.gateway, _ctx(request), where, _key(after, str),
+                                    values.get("limit", p.DEFAULT_LIMIT))
+    return _page(request, scope, page)
+
+
+@v1.get("/orders/<order_no:str>", ctx_role="reader")
+@openapi.definition(**docs.operation("order"))
+async def get_order(request: Request, order_no: str) -> HTTPResponse:
+    p.parse_query(request.args, {})
+    data = await orders.get_order(request.app.ctx.gateway, _ctx(request), p.order_no("order_no", order_no), _today())
+    return envelope(request, _ctx(request), data)
+
+
+@v1.get("/invoices", ctx_role="finance")
+@openapi.definition(**docs.operation("invoices"))
+async def list_invoices(request: Request) -> HTTPResponse:
+    values, scope, after = _paged(request, "invoices", {
+        "customer_id": p.positive_int, "acct_no": p.acct_no, "status": p.choice(*INVOICE_STATUSES),
+        "overdue": p.boolean})
+    where = InvoiceFilter(acct_no=values.get("acct_no"), status=values.get("status"),
+                          overdue=values.get("overdue"), today=_today())
+    page = await invoices.list_invoices(request.app.ctx.gateway, _ctx(request), where, values.get("customer_id"),
+                                        _key(after, str), values.get("limit", p.DEFAULT_LIMIT))
+    return _page(request, scope, page)
+
+
+@v1.get("/sold-items", ctx_role="reader")
+@openapi.definition(**docs.operation("sold_items"))
+async def list_sold_items(request: Request) -> HTTPResponse:
+    values, scope, after = _paged(request, "sold-items", {"since": p.instant, "until": p.instant,
+                                                          "location": p.location_code})
+    where = SoldItemsFilter(since=values.get("since"), until=values.get("until"), location=values.get("location"))
+    page = await sold_items.list_sold_items(request.app.ctx.gateway, _ctx(request), where, _key(after, tuple),
+                                            values.get("limit", p.DEFAULT_LIMIT))
+    return _page(request, scope, page)

@@ -1,0 +1,178 @@
+"""Settings: read once from the environment (a file may add to it), frozen, secrets masked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROLES = ("reader", "finance", "admin")
+
+
+class SettingsError(Exception):
+    """A missing or malformed setting; the message names the variable."""
+
+
+class Secret(str):
+    """A string whose repr never shows its value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    digest: str      # sha256 hex of the key; keys are never kept in clear
+    role: str
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How long a kind of cached answer is fresh, and how long it may be served stale."""
+
+    ttl: float
+    stale_while_revalidate: float
+    stale_if_error: float
+
+
+DEFAULT_FRESHNESS = {
+    "warehouse": Freshness(ttl=10, stale_while_revalidate=20, stale_if_error=3600),
+    "sales": Freshness(ttl=30, stale_while_revalidate=60, stale_if_error=3600),
+    "accounting": Freshness(ttl=60, stale_while_revalidate=120, stale_if_error=6 * 3600),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse_dsn: Secret
+    sales_url: Secret
+    accounting_odbc: Secret
+    redis_url: Secret
+    api_keys: tuple[ApiKey, ...]
+    cursor_secret: Secret
+    request_deadline: float = 5.0
+    source_timeout: float = 2.0
+    connect_timeout: float = 2.0
+    warehouse_pool: int = 10
+    sales_pool: int = 10
+    accounting_workers: int = 4
+    bulkhead_wait: float = 0.2
+    breaker_fail_max: int = 5
+    breaker_reset: float = 10.0
+    retry_attempts: int = 2
+    cache_enabled: bool = True
+    freshness: Mapping[str, Freshness] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
+    watch_interval: float = 1.0
+
+    def role_of(self, digest: str) -> str | None:
+        for key in self.api_keys:
+            if key.digest == digest:
+                return key.role
+        return None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
+    """``key:role`` pairs, comma-separated; ``sha256=<hex>:role`` gives a key by its hash."""
+    keys = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        secret, sep, role = part.rpartition(":")
+        if not sep or not secret or role not in ROLES:
+            raise SettingsError(f"BIZFED_API_KEYS: expected comma-separated key:role pairs with role in "
+                                f"{', '.join(ROLES)}")
+        if secret.startswith("sha256="):
+            digest = secret.removeprefix("sha256=").lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise SettingsError("BIZFED_API_KEYS: a sha256= key must be 64 hex digits")
+        else:
+            digest = hash_key(secret)
+        keys.append(ApiKey(digest, role))
+    if not keys:
+        raise SettingsError("BIZFED_API_KEYS: no keys given")
+    return tuple(keys)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is not set")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment; ``BIZFED_ENV_FILE`` names a file whose values it overrides."""
+    env = dict(os.environ if environ is None else environ)
+    file = env.get("BIZFED_ENV_FILE")
+    if file:
+        try:
+            env = {**read_env_file(Path(file)), **env}
+        except OSError as exc:
+            raise SettingsError(f"BIZFED_ENV_FILE: cannot read {file}: {exc.strerror}") from None
+    warehouse = _required(env, "BIZFED_WAREHOUSE_DSN")
+    if not (warehouse.startswith(("postgresql://", "postgres://")) or "=" in warehouse):
+        raise SettingsError("BIZFED_WAREHOUSE_DSN must be a libpq connection string or postgresql:// URL")
+    sales = _required(env, "BIZFED_SALES_URL")
+    if "://" not in sales:
+        raise SettingsError("BIZFED_SALES_URL must be an SQLAlchemy URL such as mysql+asyncmy://host/sales")
+    accounting = _required(env, "BIZFED_ACCOUNTING_ODBC")
+    if "DRIVER=" not in accounting.upper() and "DSN=" not in accounting.upper():
+        raise SettingsError("BIZFED_ACCOUNTING_ODBC must be an ODBC connection string with DRIVER= or DSN=")
+    redis_url = _required(env, "BIZFED_REDIS_URL")
+    if not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        raise SettingsError("BIZFED_REDIS_URL must be a redis:// URL")
+    raw_keys = _required(env, "BIZFED_API_KEYS")
+    keys = parse_api_keys(raw_keys)
+    # Replicas must agree on the cursor secret; without one, derive it from the shared key config.
+    cursor_secret = env.get("BIZFED_CURSOR_SECRET") or hashlib.sha256(b"bizfed-cursor:" + raw_keys.encode()).hexdigest()
+    return Settings(
+        warehouse_dsn=Secret(warehouse),
+        sales_url=Secret(sales),
+        accounting_odbc=Secret(accounting),
+        redis_url=Secret(redis_url),
+        api_keys=keys,
+        cursor_secret=Secret(cursor_secret),
+        request_deadline=_number(env, "BIZFED_REQUEST_DEADLINE", 5.0, minimum=0.1),
+        source_timeout=_number(env, "BIZFED_SOURCE_TIMEOUT", 2.0, minimum=0.05),
+        connect_timeout=_number(env, "BIZFED_CONNECT_TIMEOUT", 2.0, minimum=0.05),
+        breaker_fail_max=int(_number(env, "BIZFED_BREAKER_FAIL_MAX", 5, minimum=1)),
+        breaker_reset=_number(env, "BIZFED_BREAKER_RESET", 10.0, minimum=0.1),
+        retry_attempts=int(_number(env, "BIZFED_RETRY_ATTEMPTS", 2, minimum=1)),
+        cache_enabled=env.get("BIZFED_CACHE", "on").lower() not in ("off", "0", "false", "no"),
+    )

@@ -1,0 +1,66 @@
+"""Customers: Sales customers with their Accounting account and balances."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from connectors.queries import CustomerFilter
+from connectors.records import Account, Customer, OrderStats
+from federation.context import RequestContext
+from federation.errors import NotFound
+from federation.fanout import optional
+from federation.gateway import Gateway
+from federation.model import account, money
+from federation.paging import Page, page_of
+
+ACCOUNT_FIELDS = ("account_status", "open_balance")
+
+
+async def list_customers(gw: Gateway, ctx: RequestContext, where: CustomerFilter, after: int | None,
+                         limit: int, today: Any) -> Page[dict[str, Any]]:
+    customers: list[Customer] = await gw.primary(ctx, "sales", "customers", where, after, limit + 1)
+    kept, next_key = page_of(customers, limit, lambda c: c.id)
+    acct_nos = tuple(sorted({c.acct_no for c in kept if c.acct_no}))
+    accounts: dict[str, Account] | None = None
+    if not ctx.finance:
+        ctx.redact(*ACCOUNT_FIELDS)
+    elif acct_nos:
+        accounts = await optional(gw.ask(ctx, "accounting", "accounts", acct_nos, today, tags=acct_nos))
+    else:
+        accounts = {}
+    rows = []
+    for c in kept:
+        acc = accounts.get(c.acct_no) if accounts is not None and c.acct_no else None
+        rows.append({"id": c.id, "name": c.name, "email": c.email, "country": c.country, "acct_no": c.acct_no,
+                     "account_status": acc.status if acc else None,
+                     "open_balance": money(acc.open_balance) if acc else None})
+    return Page(rows, next_key, limit)
+
+
+async def get_customer(gw: Gateway, ctx: RequestContext, customer_id: int, today: Any) -> dict[str, Any]:
+    tags = (f"customer:{customer_id}",)
+    stats_task = asyncio.ensure_future(optional(gw.ask(ctx, "sales", "order_stats", (customer_id,), tags=tags)))
+    try:
+        customer: Customer | None = await gw.primary(ctx, "sales", "customer", customer_id, tags=tags)
+        if customer is None:
+            raise NotFound("customer", customer_id)
+        acc: Account | None = None
+        if not ctx.finance:
+            ctx.redact("account")
+        elif customer.acct_no:
+            found = await optional(gw.ask(ctx, "accounting", "accounts", (customer.acct_no,), today,
+                                          tags=(customer.acct_no,)))
+            acc = found.get(customer.acct_no) if found else None
+        stats: dict[int, OrderStats] | None = await stats_task
+    finally:
+        stats_task.cancel()
+    order_stats = stats.get(customer_id) if stats is not None else None
+    return {
+        "id": customer.id, "name": customer.name, "email": customer.email, "country": customer.country,
+        "created_at": customer.created_at, "acct_no": customer.acct_no,
+        "account": account(acc) if acc else None,
+        "orders": None if stats is None else {
+            "count": order_stats.count if order_stats else 0,
+            "last_ordered_at": order_stats.last_ordered_at if order_stats else None},
+    }

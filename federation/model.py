@@ -1,0 +1,54 @@
+"""The canonical model: records from the connectors shaped into the API's fields."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from connectors.records import Account, Invoice, Money
+
+ZERO = Decimal("0.00")
+
+
+def money(value: Money | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    return {"amount": str(value.amount.quantize(Decimal("0.01"))), "currency": value.currency}
+
+
+def invoice_in_order(inv: Invoice) -> dict[str, Any]:
+    return {"invno": inv.invno, "status": inv.status, "amount": money(inv.amount), "paid": money(inv.paid),
+            "balance": money(inv.balance), "due_on": inv.due_on, "overdue": inv.overdue}
+
+
+def invoice_row(inv: Invoice, customer_id: int | None) -> dict[str, Any]:
+    return {"invno": inv.invno, "acct_no": inv.acct_no, "customer_id": customer_id, "order_no": inv.order_no,
+            "issued_on": inv.issued_on, "due_on": inv.due_on, "amount": money(inv.amount), "tax": money(inv.tax),
+            "paid": money(inv.paid), "balance": money(inv.balance), "status": inv.status, "overdue": inv.overdue}
+
+
+def account(acc: Account) -> dict[str, Any]:
+    return {"acct_no": acc.acct_no, "name": acc.name, "status": acc.status,
+            "credit_limit": money(acc.credit_limit), "open_balance": money(acc.open_balance),
+            "overdue_balance": money(acc.overdue_balance), "open_invoices": acc.open_invoices}
+
+
+def payment_status(invoices: list[Invoice]) -> str:
+    """unbilled / paid / partial / open, as the contract defines them."""
+    billed = [i for i in invoices if i.status != "void"]
+    if not billed:
+        return "unbilled"
+    if all(i.status == "paid" for i in billed):
+        return "paid"
+    if any(i.status == "open" and i.paid.amount > 0 for i in billed):
+        return "partial"
+    return "open"
+
+
+def fulfilment(stock_lines: list[tuple[int, int]]) -> str:
+    """none / partial / complete from (ordered, shipped) of each stock line."""
+    if not stock_lines or all(shipped <= 0 for _, shipped in stock_lines):
+        return "none"
+    if all(shipped >= ordered for ordered, shipped in stock_lines):
+        return "complete"
+    return "partial"

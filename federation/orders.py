@@ -1,0 +1,82 @@
+"""Orders: Sales orders and lines, shipped quantities from the Warehouse, invoices from Accounting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Any
+
+from connectors.queries import OrderFilter
+from connectors.records import Customer, Invoice, Order, OrderLine
+from federation.context import RequestContext
+from federation.errors import NotFound
+from federation.fanout import optional
+from federation.gateway import Gateway
+from federation.model import fulfilment, invoice_in_order, money, payment_status
+from federation.paging import Page, page_of
+
+INVOICE_FIELDS = ("invoices", "payment_status")
+
+
+def order_row(o: Order) -> dict[str, Any]:
+    return {"order_no": o.order_no, "customer_id": o.customer_id, "status": o.status,
+            "ordered_at": o.ordered_at, "ship_from": o.ship_from, "total": money(o.total)}
+
+
+async def list_orders(gw: Gateway, ctx: RequestContext, where: OrderFilter, after: str | None,
+                      limit: int) -> Page[dict[str, Any]]:
+    orders: list[Order] = await gw.primary(ctx, "sales", "orders", where, after, limit + 1)
+    kept, next_key = page_of(orders, limit, lambda o: o.order_no)
+    return Page([order_row(o) for o in kept], next_key, limit)
+
+
+async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date) -> dict[str, Any]:
+    tags = (order_no,)
+    nos = (order_no,)
+    # Everything keyed by the order number starts at once; only the customer name waits for the order.
+    lines_t = asyncio.ensure_future(gw.primary(ctx, "sales", "order_lines", order_no, tags=tags))
+    shipped_t = asyncio.ensure_future(optional(gw.ask(ctx, "warehouse", "shipped", nos, tags=tags)))
+    invoices_t = (asyncio.ensure_future(optional(gw.ask(ctx, "accounting", "invoices_for_orders", nos, today,
+                                                          tags=tags)))
+                  if ctx.finance else None)
+    pending = [t for t in (lines_t, shipped_t, invoices_t) if t is not None]
+    try:
+        order: Order | None = await gw.primary(ctx, "sales", "order", order_no, tags=tags)
+        if order is None:
+            raise NotFound("order", order_no)
+        customers: dict[int, Customer] | None = await optional(
+            gw.ask(ctx, "sales", "customers_by_id", (order.customer_id,), tags=(f"customer:{order.customer_id}",)))
+        lines: list[OrderLine] = await lines_t
+        shipped: dict[tuple[str, str], int] | None = await shipped_t
+        invoices: dict[str, list[Invoice]] | None = await invoices_t if invoices_t else None
+    finally:
+        for task in pending:
+            task.cancel()
+    if not ctx.finance:
+        ctx.redact(*INVOICE_FIELDS)
+    customer = customers.get(order.customer_id) if customers else None
+    line_rows = []
+    stock_lines = []
+    for line in sorted(lines, key=lambda ln: ln.line_no):
+        shipped_qty: int | None
+        if shipped is None:
+            shipped_qty = None
+        elif line.sku is None:
+            shipped_qty = 0
+        else:
+            shipped_qty = shipped.get((order.order_no, line.sku), 0)
+            stock_lines.append((line.qty, shipped_qty))
+        line_rows.append({"line_no": line.line_no, "product_id": line.product_id, "sku": line.sku,
+                          "title": line.title, "qty": line.qty, "unit_price": money(line.unit_price),
+                          "discount_pct": str(line.discount_pct), "total": money(line.total),
+                          "shipped_qty": shipped_qty})
+    order_invoices = invoices.get(order.order_no, []) if invoices is not None else None
+    return {
+        **order_row(order),
+        "customer": {"id": order.customer_id, "name": customer.name if customer else None},
+        "lines": line_rows,
+        "fulfilment": fulfilment(stock_lines) if shipped is not None else None,
+        "invoices": ([invoice_in_order(i) for i in sorted(order_invoices, key=lambda i: i.invno)]
+                     if order_invoices is not None else None),
+        "payment_status": payment_status(order_invoices) if order_invoices is not None else None,
+    }

@@ -1,0 +1,226 @@
+"""The resilience policy around every source call: deadline → bulkhead → breaker → retry → connector."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import pybreaker
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.errors import SourceFailed
+from federation.stats import SourceStats
+
+T = TypeVar("T")
+
+
+class Observer(Protocol):
+    """Where the policy reports what happened; the API wires Prometheus in here."""
+
+    def call_finished(self, source: str, seconds: float, outcome: str) -> None: ...
+
+    def retried(self, source: str) -> None: ...
+
+    def bulkhead_rejected(self, source: str) -> None: ...
+
+    def breaker_changed(self, source: str, state: str) -> None: ...
+
+
+class NullObserver:
+    def call_finished(self, source: str, seconds: float, outcome: str) -> None:
+        pass
+
+    def retried(self, source: str) -> None:
+        pass
+
+    def bulkhead_rejected(self, source: str) -> None:
+        pass
+
+    def breaker_changed(self, source: str, state: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    timeout: float            # one attempt against the source
+    concurrency: int          # bulkhead: calls in flight at once
+    bulkhead_wait: float      # how long a call may queue for the bulkhead
+    attempts: int             # tries per call, retries included
+    retry_ratio: float = 0.2  # retries may add at most this share of calls
+
+
+class RetryBudget:
+    """Token bucket: each call deposits ``ratio`` of a token, each retry spends one.
+
+    During an outage every first attempt fails, so without a budget retries
+    would multiply the load on a source that is already struggling.
+    """
+
+    def __init__(self, ratio: float, burst: float = 10.0) -> None:
+        self._ratio = ratio
+        self._burst = burst
+        self._tokens = burst
+
+    def deposit(self) -> None:
+        self._tokens = min(self._burst, self._tokens + self._ratio)
+
+    def try_spend(self) -> bool:
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, pybreaker.CircuitBreakerError):
+        return "circuit open"
+    if isinstance(exc, SourceTimeout | TimeoutError):
+        return "timeout"
+    if isinstance(exc, SourceUnavailable):
+        return "unreachable"
+    if isinstance(exc, PoolExhausted):
+        return "overloaded"
+    if isinstance(exc, QueryFailed):
+        return "query failed"
+    if isinstance(exc, ConnectorError):
+        return exc.message
+    return "unexpected error"
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or (isinstance(exc, ConnectorError) and exc.transient)
+
+
+class _BreakerListener(pybreaker.CircuitBreakerListener):
+    def __init__(self, source: str, observer: Observer) -> None:
+        self._source = source
+        self._observer = observer
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        self._observer.breaker_changed(self._source, new_state.name)
+
+
+def make_breaker(source: str, fail_max: int, reset_timeout: float, observer: Observer,
+                 storage: pybreaker.CircuitBreakerStorage | None = None) -> pybreaker.CircuitBreaker:
+    """A breaker that only counts transient failures (unreachable, timeout, reset)."""
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_timeout,
+        # A rejected query or our own full pool says nothing about the source's health.
+        exclude=[lambda exc: not _transient(exc)],
+        listeners=[_BreakerListener(source, observer)],
+        state_storage=storage,
+        name=source,
+    )
+
+
+class SourcePolicy:
+    """Runs one source's calls under its timeout, bulkhead, breaker and retry budget."""
+
+    def __init__(self, source: str, config: PolicyConfig, breaker: pybreaker.CircuitBreaker,
+                 observer: Observer | None = None, stats: SourceStats | None = None) -> None:
+        self.source = source
+        self.config = config
+        self.breaker = breaker
+        self.stats = stats or SourceStats()
+        self._observer = observer or NullObserver()
+        self._budget = RetryBudget(config.retry_ratio)
+        self._bulkhead: asyncio.Semaphore | None = None
+        self._probing = False
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        # Created on first use so it belongs to the worker's running loop.
+        if self._bulkhead is None:
+            self._bulkhead = asyncio.Semaphore(self.config.concurrency)
+        return self._bulkhead
+
+    @property
+    def breaker_state(self) -> str:
+        return str(self.breaker.current_state)
+
+    async def run(self, call: Callable[[], Awaitable[T]], remaining: float) -> T:
+        """The call's result, or ``SourceFailed`` with a reason safe to show."""
+        started = time.monotonic()
+        deadline = started + remaining
+        try:
+            result = await self._guarded(call, deadline)
+        except SourceFailed as exc:
+            self._finish(started, exc.reason, exc.reason)
+            raise
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            reason = _reason(exc)
+            self._finish(started, reason, reason)
+            raise SourceFailed(self.source, reason) from exc
+        self._finish(started, "ok", None)
+        return result
+
+    def _finish(self, started: float, outcome: str, error: str | None) -> None:
+        seconds = time.monotonic() - started
+        self.stats.record(seconds, error)
+        self._observer.call_finished(self.source, seconds, outcome)
+
+    async def _guarded(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        if deadline - time.monotonic() <= 0:
+            raise SourceFailed(self.source, "deadline exceeded")
+        self._refuse_if_open()
+        semaphore = self._semaphore()
+        try:
+            await asyncio.wait_for(semaphore.acquire(),
+                                   min(self.config.bulkhead_wait, max(deadline - time.monotonic(), 0.001)))
+        except TimeoutError:
+            self._observer.bulkhead_rejected(self.source)
+            raise SourceFailed(self.source, "overloaded") from None
+        probe = False
+        try:
+            # Half-open lets every concurrent caller through in pybreaker; one probe per process is enough.
+            if self.breaker.current_state != pybreaker.STATE_CLOSED:
+                if self._probing:
+                    raise SourceFailed(self.source, "circuit open")
+                probe = self._probing = True
+            with self.breaker.calling():
+                return await self._with_retries(call, deadline)
+        finally:
+            if probe:
+                self._probing = False
+            semaphore.release()
+
+    def _refuse_if_open(self) -> None:
+        """Fail fast while open, before queueing for the bulkhead."""
+        if self.breaker.current_state == pybreaker.STATE_OPEN:
+            opened = self.breaker._state_storage.opened_at
+            if opened is None or time.time() < opened.timestamp() + self.breaker.reset_timeout:
+                raise SourceFailed(self.source, "circuit open")
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        self._budget.deposit()
+        attempt = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.attempts) | stop_before_delay(max(deadline - time.monotonic(), 0)),
+            wait=wait_random_exponential(multiplier=0.05, max=0.5),
+            retry=retry_if_exception(lambda exc: _transient(exc) and self._budget.try_spend()),
+            before_sleep=lambda _state: self._observer.retried(self.source),
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                attempt += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SourceTimeout(self.source, "deadline exceeded")
+                try:
+                    return await asyncio.wait_for(call(), min(self.config.timeout, left))
+                except TimeoutError:
+                    raise SourceTimeout(self.source, "timeout") from None
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover

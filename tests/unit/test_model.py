@@ -1,0 +1,37 @@
+"""Derived facts of the canonical model: payment status and fulfilment."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from connectors.records import Invoice, Money
+from federation.model import fulfilment, money, payment_status
+
+
+def _inv(status: str, paid: str = "0.00", amount: str = "10.00") -> Invoice:
+    m = lambda v: Money(Decimal(v), "EUR")  # noqa: E731
+    return Invoice("INV000000001", "C0000001", "SO-2024-000001", None, None, m(amount), m("0.00"), m(paid),
+                   m("0.00"), status, False)  # type: ignore[arg-type]
+
+
+def test_payment_status_rules():
+    """unbilled without non-void invoices, paid when all are paid, partial with a payment on an open one."""
+    assert payment_status([]) == "unbilled"
+    assert payment_status([_inv("void")]) == "unbilled"
+    assert payment_status([_inv("paid", "10.00"), _inv("void")]) == "paid"
+    assert payment_status([_inv("paid", "10.00"), _inv("open", "2.00")]) == "partial"
+    assert payment_status([_inv("open")]) == "open"
+
+
+def test_fulfilment_rules():
+    """none when nothing shipped, complete when every stock line shipped in full, else partial."""
+    assert fulfilment([]) == "none"
+    assert fulfilment([(3, 0), (1, 0)]) == "none"
+    assert fulfilment([(3, 3), (1, 2)]) == "complete"
+    assert fulfilment([(3, 1), (1, 1)]) == "partial"
+
+
+def test_money_is_an_exact_string():
+    """Money renders as a two-decimal string with its currency."""
+    assert money(Money(Decimal("5"), "USD")) == {"amount": "5.00", "currency": "USD"}
+    assert money(None) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import time
 import uuid
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from typing import Any
 from connectors.accounting import AccountingConnector
 from connectors.sales import SalesConnector
 from connectors.warehouse import WarehouseConnector
+import swagger_ui_bundle
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse
@@ -27,6 +29,7 @@ from federation.gateway import Gateway
 from federation.policy import NullObserver, Observer, PolicyConfig, SourcePolicy, make_breaker
 
 log = logging.getLogger("bizfed.api")
+STATIC = Path(__file__).parent / "static"
 SOURCES = ("warehouse", "sales", "accounting")
 
 
@@ -66,6 +69,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         "OAS_UI_DEFAULT": "swagger",
         "OAS_UI_REDOC": False,
         "OAS_URL_PREFIX": "/docs",
+        "OAS_PATH_TO_SWAGGER_HTML": str(STATIC / "swagger.html"),
         "OAS_IGNORE_HEAD": True,
         "OAS_IGNORE_OPTIONS": True,
         "REQUEST_MAX_SIZE": 64 * 1024,
@@ -84,6 +88,8 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.ctx.keyring = KeyRing(settings.api_keys)
     app.ctx.cursors = Cursors(settings.cursor_secret)
     app.ctx.injected_connectors = connectors
+    app.static("/docs/assets/bizfed-docs.js", STATIC / "bizfed-docs.js", name="docs_init")
+    app.static("/docs/assets", swagger_ui_bundle.swagger_ui_path, name="docs_assets")
     app.blueprint(v1)
     app.blueprint(ops)
     app.error_handler.add(Exception, to_problem)

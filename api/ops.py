@@ -6,6 +6,7 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
+from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
 from api.responses import dumps, json_response
 from federation.sources import source_states
@@ -49,3 +50,10 @@ async def ready(request: Request) -> HTTPResponse:
 async def sources(request: Request) -> HTTPResponse:
     states = await _states(request)
     return json_response(request, dumps({"data": states, "meta": {"sources": {}, "partial": False}}), "no-store")
+
+
+@ops.get("/openapi.json")
+@openapi.exclude()
+async def openapi_document(request: Request) -> HTTPResponse:
+    spec = SpecificationBuilder().build(request.app).serialize()  # type: ignore[no-untyped-call]
+    return HTTPResponse(dumps(spec), content_type="application/json")

@@ -13,6 +13,7 @@ from federation.fanout import optional
 from federation.gateway import Gateway
 from federation.model import account, money
 from federation.paging import Page, page_of
+from federation.tags import customer_tag
 
 ACCOUNT_FIELDS = ("account_status", "open_balance")
 
@@ -39,7 +40,7 @@ async def list_customers(gw: Gateway, ctx: RequestContext, where: CustomerFilter
 
 
 async def get_customer(gw: Gateway, ctx: RequestContext, customer_id: int, today: Any) -> dict[str, Any]:
-    tags = (f"customer:{customer_id}",)
+    tags = (customer_tag(customer_id),)
     stats_task = asyncio.ensure_future(optional(gw.ask(ctx, "sales", "order_stats", (customer_id,), tags=tags)))
     try:
         customer: Customer | None = await gw.primary(ctx, "sales", "customer", customer_id, tags=tags)

@@ -13,6 +13,7 @@ from federation.fanout import optional
 from federation.gateway import Gateway
 from federation.model import invoice_row
 from federation.paging import Page, page_of
+from federation.tags import customer_tag
 
 
 async def list_invoices(gw: Gateway, ctx: RequestContext, where: InvoiceFilter, customer_id: int | None,
@@ -21,7 +22,7 @@ async def list_invoices(gw: Gateway, ctx: RequestContext, where: InvoiceFilter, 
         raise Forbidden("invoices are visible to the finance and admin roles only")
     if customer_id is not None:
         customer: Customer | None = await gw.primary(ctx, "sales", "customer", customer_id,
-                                                     tags=(f"customer:{customer_id}",))
+                                                     tags=(customer_tag(customer_id),))
         acct = customer.acct_no if customer else None
         if acct is None or (where.acct_no is not None and where.acct_no != acct):
             return Page([], None, limit)

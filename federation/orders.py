@@ -14,6 +14,7 @@ from federation.fanout import optional
 from federation.gateway import Gateway
 from federation.model import fulfilment, invoice_in_order, money, payment_status
 from federation.paging import Page, page_of
+from federation.tags import customer_tag
 
 INVOICE_FIELDS = ("invoices", "payment_status")
 
@@ -45,7 +46,7 @@ async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date
         if order is None:
             raise NotFound("order", order_no)
         customers: dict[int, Customer] | None = await optional(
-            gw.ask(ctx, "sales", "customers_by_id", (order.customer_id,), tags=(f"customer:{order.customer_id}",)))
+            gw.ask(ctx, "sales", "customers_by_id", (order.customer_id,), tags=(customer_tag(order.customer_id),)))
         lines: list[OrderLine] = await lines_t
         shipped: dict[tuple[str, str], int] | None = await shipped_t
         invoices: dict[str, list[Invoice]] | None = await invoices_t if invoices_t else None

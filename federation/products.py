@@ -12,13 +12,15 @@ from federation.fanout import gather, nothing, optional
 from federation.gateway import Gateway
 from federation.model import money
 from federation.paging import Page, page_of
+from federation.tags import WAREHOUSE_LISTS
 
 COST_FIELDS = ("std_cost",)
 
 
 async def list_products(gw: Gateway, ctx: RequestContext, where: ItemFilter, after: str | None,
                         limit: int) -> Page[dict[str, Any]]:
-    items: list[ItemStock] = await gw.primary(ctx, "warehouse", "items", where, after, limit + 1)
+    items: list[ItemStock] = await gw.primary(ctx, "warehouse", "items", where, after, limit + 1,
+                                                  tags=(WAREHOUSE_LISTS,))
     kept, next_key = page_of(items, limit, lambda i: i.sku)
     skus = tuple(i.sku for i in kept)
     if not ctx.finance:

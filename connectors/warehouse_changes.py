@@ -1,0 +1,117 @@
+"""Notices Warehouse changes by watermark polling, without touching the business's schema.
+
+New ``movements`` rows (by id) and ``stock``/``items`` rows whose ``updated_at``
+moved are reported as the SKUs and order numbers they affect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from connectors.errors import SourceUnavailable
+
+# Rows can commit after rows with higher ids or later timestamps; re-reading a
+# short overlap catches them, at the price of invalidating some keys twice.
+ID_OVERLAP = 1000
+TIME_OVERLAP = timedelta(seconds=5)
+MAX_ROWS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    movement_id: int
+    stock_at: datetime
+    items_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    watermark: Watermark
+    skus: frozenset[str] = field(default_factory=frozenset)
+    order_nos: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def empty(self) -> bool:
+        return not self.skus and not self.order_nos
+
+
+class WarehouseChanges:
+    """One polling connection of its own, so watching never competes with request traffic."""
+
+    def __init__(self, dsn: str, *, timeout: float = 2.0) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        self._seen: set[tuple[str, object]] = set()
+
+    async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=max(1, int(self._timeout)),
+                    options=f"-c statement_timeout={int(self._timeout * 1000)}")
+            except psycopg.Error as exc:
+                raise SourceUnavailable("warehouse", "unreachable") from exc
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def current(self) -> Watermark:
+        """Where the warehouse is now: changes are reported from here on."""
+        conn = await self._connection()
+        try:
+            cur = await conn.execute(
+                "SELECT (SELECT coalesce(max(id), 0) FROM movements), "
+                "(SELECT coalesce(max(updated_at), '-infinity') FROM stock), "
+                "(SELECT coalesce(max(updated_at), '-infinity') FROM items)")
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            await self.close()
+            raise SourceUnavailable("warehouse", "unreachable") from exc
+        assert row is not None
+        return Watermark(int(row[0]), row[1], row[2])
+
+    async def since(self, mark: Watermark) -> Changes:
+        """What changed after ``mark`` (with a small overlap), and the new watermark."""
+        conn = await self._connection()
+        try:
+            moves = await (await conn.execute(
+                "SELECT id, sku, reference FROM movements WHERE id > %s ORDER BY id LIMIT %s",
+                (max(0, mark.movement_id - ID_OVERLAP), MAX_ROWS))).fetchall()
+            stock = await (await conn.execute(
+                "SELECT sku, updated_at FROM stock WHERE updated_at > %s LIMIT %s",
+                (mark.stock_at - TIME_OVERLAP, MAX_ROWS))).fetchall()
+            items = await (await conn.execute(
+                "SELECT sku, updated_at FROM items WHERE updated_at > %s LIMIT %s",
+                (mark.items_at - TIME_OVERLAP, MAX_ROWS))).fetchall()
+        except psycopg.Error as exc:
+            await self.close()
+            raise SourceUnavailable("warehouse", "unreachable") from exc
+        skus: set[str] = set()
+        orders: set[str] = set()
+        seen: set[tuple[str, object]] = set()
+        for move_id, sku, reference in moves:
+            seen.add(("m", move_id))
+            if ("m", move_id) not in self._seen:
+                skus.add(str(sku).strip().upper())
+                if reference:
+                    orders.add(str(reference).strip())
+        for table, rows in (("s", stock), ("i", items)):
+            for sku, updated in rows:
+                seen.add((table + str(sku), updated))
+                if (table + str(sku), updated) not in self._seen:
+                    skus.add(str(sku).strip().upper())
+        self._seen = seen
+        new_mark = Watermark(
+            max([mark.movement_id, *(m[0] for m in moves)]),
+            max([mark.stock_at, *(u for _, u in stock)]),
+            max([mark.items_at, *(u for _, u in items)]),
+        )
+        return Changes(new_mark, frozenset(skus), frozenset(orders))

@@ -1,0 +1,45 @@
+"""Drops cached answers the Warehouse has changed, so stock moves show within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from connectors.errors import ConnectorError
+from connectors.warehouse_changes import Changes, Watermark
+from federation.tags import WAREHOUSE_LISTS
+
+log = logging.getLogger("bizfed.watcher")
+
+
+class ChangeFeed(Protocol):
+    async def current(self) -> Watermark: ...
+
+    async def since(self, mark: Watermark) -> Changes: ...
+
+
+class Invalidator(Protocol):
+    async def invalidate_tags(self, tags: Iterable[str]) -> int: ...
+
+
+async def watch_warehouse(feed: ChangeFeed, cache: Invalidator, interval: float) -> None:
+    """Poll ``feed`` every ``interval`` seconds and invalidate what changed, until cancelled."""
+    mark: Watermark | None = None
+    while True:
+        try:
+            if mark is None:
+                mark = await feed.current()
+            else:
+                changes = await feed.since(mark)
+                mark = changes.watermark
+                tags = {*changes.skus, *changes.order_nos}
+                if tags:
+                    dropped = await cache.invalidate_tags([*tags, WAREHOUSE_LISTS])
+                    log.info("warehouse changed: %d tags, %d cached keys dropped", len(tags), dropped)
+        except ConnectorError as exc:
+            log.warning("warehouse watcher: %s", exc.message)
+        except Exception:
+            log.exception("warehouse watcher failed; retrying")
+        await asyncio.sleep(interval)

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from connectors.accounting import AccountingConnector
-from connectors.sales import SalesConnector
-from connectors.warehouse import WarehouseConnector
 import swagger_ui_bundle
-from sanic import HTTPResponse, Request, Sanic
+from sanic import Request, Sanic
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse
 
+from api.admin import admin
 from api.auth import KeyRing
 from api.ops import ops
 from api.params import Cursors
 from api.problems import to_problem
 from api.routes import v1
 from api.settings import Settings
+from connectors.accounting import AccountingConnector
+from connectors.sales import SalesConnector
+from connectors.warehouse import WarehouseConnector
 from federation.context import RequestContext
 from federation.errors import Forbidden
 from federation.gateway import Gateway
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.static("/docs/assets", swagger_ui_bundle.swagger_ui_path, name="docs_assets")
     app.blueprint(v1)
     app.blueprint(ops)
+    app.blueprint(admin)
     app.error_handler.add(Exception, to_problem)
 
     @app.before_server_start

@@ -43,9 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from deploy.legacy.seed import seed
-
     from deploy.legacy.schema import LegacyTargets
+    from deploy.legacy.seed import seed
 
     settings = _settings_or_exit()
     targets = LegacyTargets(settings.warehouse_dsn, settings.sales_url, settings.accounting_odbc)
@@ -68,9 +67,8 @@ def _needs_seed(env: dict[str, str]) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from deploy.legacy.seed import seed
-
     from deploy.legacy.schema import LegacyTargets
+    from deploy.legacy.seed import seed
     from deploy.local import stack
 
     try:

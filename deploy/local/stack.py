@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -176,9 +177,11 @@ def _service_home(root: Path, name: str, user: str) -> Path:
     if home.is_symlink() or home.exists():
         return home.resolve()
     if _is_root() and _run(["test", "-x", str(root)], user=user, check=False).returncode != 0:
-        outside = Path("/var/tmp") / f"bizfed-{abs(hash(str(root))) % 10**8}" / name
+        tag = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+        outside = Path("/var/lib/bizfed-stack") / tag / name
         outside.mkdir(parents=True, exist_ok=True)
-        os.chmod(outside.parent, 0o755)
+        for folder in (outside.parent.parent, outside.parent):
+            os.chmod(folder, 0o755)  # noqa: S103 - the postgres and mysql users must traverse it
         home.symlink_to(outside)
         return outside
     home.mkdir(parents=True, exist_ok=True)
@@ -308,7 +311,7 @@ def up() -> dict[str, str]:
     ensure_packages()
     root = stack_dir()
     root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103 - the postgres and mysql users must traverse it
     state = _load_state(root)
     try:
         _start_postgres(root, state)

@@ -16,6 +16,9 @@ from sanic.response import BaseHTTPResponse
 
 from api.admin import admin
 from api.auth import KeyRing
+from api.dashboard import install_dashboard
+from api.logs import install_request_log
+from api.metrics import PrometheusObserver, install_metrics
 from api.ops import ops
 from api.params import Cursors
 from api.problems import to_problem
@@ -27,7 +30,7 @@ from connectors.warehouse import WarehouseConnector
 from federation.context import RequestContext
 from federation.errors import Forbidden
 from federation.gateway import Gateway
-from federation.policy import NullObserver, Observer, PolicyConfig, SourcePolicy, make_breaker
+from federation.policy import Observer, PolicyConfig, SourcePolicy, make_breaker
 
 log = logging.getLogger("bizfed.api")
 STATIC = Path(__file__).parent / "static"
@@ -94,11 +97,14 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.blueprint(v1)
     app.blueprint(ops)
     app.blueprint(admin)
+    install_metrics(app)
+    install_request_log(app)
+    install_dashboard(app)
     app.error_handler.add(Exception, to_problem)
 
     @app.before_server_start
     async def start_sources(app: Sanic[Config, Any]) -> None:
-        observer: Observer = NullObserver()
+        observer: Observer = PrometheusObserver(app.ctx.metrics, SOURCES)
         conns = dict(app.ctx.injected_connectors or build_connectors(settings))
         for name, conn in conns.items():
             try:

@@ -21,6 +21,9 @@ def serve(host: str, port: int, workers: int) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from api.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir()
     loader = AppLoader(factory=partial(_app_from_env))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False,

@@ -1,0 +1,122 @@
+"""The health dashboard: ``GET /dashboard`` (a static page and script) polling ``GET /dashboard/state``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic.exceptions import NotFound
+from sanic.response import BaseHTTPResponse, file
+from sanic_ext import openapi
+
+from api.logs import scrub
+from api.metrics import Metrics, refresh_health
+from api.responses import dumps
+
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
+PROBE_TIMEOUT = 1.0
+SOURCES = ("warehouse", "sales", "accounting")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+dashboard = Blueprint("dashboard")
+
+
+async def secure(request: Request, response: BaseHTTPResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+
+
+dashboard.middleware(secure, "response")
+
+
+@dashboard.get("/dashboard", ctx_role="reader", ctx_query_key=True)
+@openapi.exclude()
+async def page(request: Request) -> HTTPResponse:
+    # The URL carries the key: never cache the page, and never send it on as a Referer (see the headers).
+    return await file(STATIC / "dashboard.html", mime_type="text/html; charset=utf-8", no_store=True)
+
+
+@dashboard.get("/dashboard/assets/<name:str>")
+@openapi.exclude()
+async def asset(request: Request, name: str) -> HTTPResponse:
+    if name not in ASSETS:
+        raise NotFound("no such dashboard asset")
+    return await file(STATIC / name, mime_type=ASSETS[name], max_age=0, request_headers=request.headers)
+
+
+@dashboard.get("/dashboard/state", ctx_role="reader")
+@openapi.exclude()
+async def state(request: Request) -> HTTPResponse:
+    states = await refresh_health(request, PROBE_TIMEOUT)
+    metrics: Metrics | None = getattr(request.app.ctx, "metrics", None)
+    totals = metrics.summary().as_dict() if metrics is not None else {"requests": None, "cache": None}
+    body = {
+        "sources": {name: source_tile(states[name]) for name in SOURCES if name in states},
+        "cache": cache_tile(states.get("cache"), getattr(request.app.ctx, "cache", None), totals["cache"]),
+        "requests": totals["requests"],
+    }
+    return HTTPResponse(dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def source_tile(entry: dict[str, Any]) -> dict[str, Any]:
+    """A source's tile: up, degraded (breaker not closed, or its last call failed) or down."""
+    breaker = entry.get("breaker", "closed")
+    last_success: datetime | None = entry.get("last_success")
+    last_error_at: datetime | None = entry.get("last_error_at")
+    if not entry["up"]:
+        status, reason = "down", entry.get("error") or "no answer"
+    elif breaker != "closed":
+        status, reason = "degraded", f"circuit breaker {breaker}"
+    elif last_error_at is not None and (last_success is None or last_error_at > last_success):
+        status, reason = "degraded", f"last call failed: {entry.get('last_error')}"
+    else:
+        status, reason = "up", None
+    return {
+        "status": status,
+        "reason": scrub(reason) if reason else None,
+        "breaker": breaker,
+        "ping_ms": entry.get("ping_ms"),
+        "p50_ms": entry.get("latency_p50_ms"),
+        "p95_ms": entry.get("latency_p95_ms"),
+        "error_rate": entry.get("error_rate"),
+        "calls": entry.get("calls"),
+        "last_success": last_success,
+        "last_error": scrub(entry["last_error"]) if entry.get("last_error") else None,
+        "last_error_at": last_error_at,
+    }
+
+
+def cache_tile(entry: dict[str, Any] | None, cache: Any, counts: dict[str, float] | None) -> dict[str, Any]:
+    """The cache's tile: ``off`` when no cache is configured; ``counts`` are totals across workers."""
+    if entry is None:
+        return {"status": "off", "reason": "no cache configured", "counts": counts}
+    detail: dict[str, Any] = {}
+    state_of = getattr(cache, "state", None)
+    if callable(state_of):
+        detail = state_of()
+    last_error = entry.get("error") or detail.get("last_error")
+    return {
+        "status": "up" if entry["up"] else "down",
+        "reason": None if entry["up"] else scrub(str(last_error or "no answer")),
+        "ping_ms": entry.get("ping_ms"),
+        "last_error": scrub(str(detail["last_error"])) if detail.get("last_error") else None,
+        "last_error_at": detail.get("last_error_at"),
+        "counts": counts,
+    }
+
+
+def install_dashboard(app: Sanic[Any, Any]) -> None:
+    """Serve the dashboard page, its assets and its state endpoint."""
+    app.blueprint(dashboard)

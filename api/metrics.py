@@ -1,0 +1,293 @@
+"""Prometheus metrics for requests, source calls, breakers and the cache; ``GET /metrics``.
+
+Correct with several Sanic workers through prometheus-client's multiprocess mode (``prepare_multiprocess_dir``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic.response import BaseHTTPResponse
+from sanic_ext import openapi
+
+from federation.sources import source_states
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
+OUTCOMES = ("ok", "timeout", "unreachable", "circuit open", "overloaded", "query failed", "deadline exceeded")
+CACHE_EVENTS = ("hit", "miss", "stale", "bypass", "singleflight_wait", "oversize")
+UNMATCHED = "unmatched"
+
+metrics_bp = Blueprint("metrics")
+
+
+def prepare_multiprocess_dir() -> str:
+    """Point prometheus-client at a fresh per-server directory; call before any worker starts or app is built.
+
+    Worker processes inherit the variable. The library picks its value store when first imported, so this
+    process (and forked workers) re-pick it here; metrics created before this call would stay per process.
+    """
+    path = tempfile.mkdtemp(prefix="bizfed-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def multiprocess_enabled() -> bool:
+    """True when values are shared through files, i.e. the variable was set before the library loaded."""
+    return bool(os.environ.get(MULTIPROC_ENV)) and prometheus_values.ValueClass is not prometheus_values.MutexValue
+
+
+def outcome_label(outcome: str) -> str:
+    """A bounded label value for a policy outcome: connector messages are free text."""
+    return (outcome if outcome in OUTCOMES else "error").replace(" ", "_")
+
+
+def route_label(request: Request) -> str:
+    """The route's pattern (``/v1/orders/<order_no:str>``), never the raw path with its ids."""
+    route = request.route
+    if route is None:
+        return UNMATCHED
+    return "/" + route.path.lstrip("/")
+
+
+class Metrics:
+    """This app's metric objects; in multiprocess mode their values live in the shared directory."""
+
+    def __init__(self) -> None:
+        self.multiprocess = multiprocess_enabled()
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("bizfed_http_requests", "HTTP requests answered, by route pattern and status",
+                                ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram("bizfed_http_request_duration_seconds",
+                                         "Time to answer an HTTP request, by route pattern and status",
+                                         ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.source_calls = Counter("bizfed_source_calls", "Source calls through the resilience policy, by outcome",
+                                    ["source", "outcome"], registry=r)
+        self.source_seconds = Histogram("bizfed_source_call_duration_seconds",
+                                        "Source call time including retries, by outcome",
+                                        ["source", "outcome"], buckets=LATENCY_BUCKETS, registry=r)
+        self.retries = Counter("bizfed_source_retries", "Retries of a failed source call", ["source"], registry=r)
+        self.bulkhead_rejections = Counter("bizfed_source_bulkhead_rejections",
+                                           "Calls refused because the source's bulkhead stayed full",
+                                           ["source"], registry=r)
+        # Breakers are per worker: the worst live worker is what an operator needs to see.
+        self.breaker_state = Gauge("bizfed_source_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+                                   ["source"], multiprocess_mode="livemax", registry=r)
+        self.breaker_transitions = Counter("bizfed_source_breaker_transitions",
+                                           "Circuit breaker state changes, by the state entered",
+                                           ["source", "state"], registry=r)
+        self.source_up = Gauge("bizfed_source_up", "1 when the source answered its last health probe",
+                               ["source"], multiprocess_mode="livemostrecent", registry=r)
+        self.redis_up = Gauge("bizfed_redis_up", "1 when the Redis cache answered its last health probe",
+                              multiprocess_mode="livemostrecent", registry=r)
+        self.cache_events = {
+            "hit": Counter("bizfed_cache_hits", "Answers served fresh from the cache", ["source"], registry=r),
+            "miss": Counter("bizfed_cache_misses", "Cache misses that loaded from the source", ["source"],
+                            registry=r),
+            "stale": Counter("bizfed_cache_stale_serves", "Stale cache entries served", ["source"], registry=r),
+            "bypass": Counter("bizfed_cache_bypasses", "Calls that skipped the cache (cache down or disabled)",
+                              ["source"], registry=r),
+            "singleflight_wait": Counter("bizfed_cache_singleflight_waits",
+                                         "Fetches that waited for another request's load", ["source"], registry=r),
+            "oversize": Counter("bizfed_cache_oversize", "Values not cached for being too large", ["source"],
+                                registry=r),
+        }
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        labels = (route, method, str(status))
+        self.requests.labels(*labels).inc()
+        self.request_seconds.labels(*labels).observe(seconds)
+
+    def cache_event(self, event: str, source: str) -> None:
+        self.cache_events[event].labels(source).inc()
+
+    def set_up(self, dependency: str, up: bool) -> None:
+        """Record a health probe's result; ``cache`` is the Redis cache, anything else a source."""
+        if dependency == "cache":
+            self.redis_up.set(1 if up else 0)
+        else:
+            self.source_up.labels(dependency).set(1 if up else 0)
+
+    def collecting_registry(self) -> CollectorRegistry:
+        """What to read from: all workers' files in multiprocess mode, else this process's registry."""
+        if not self.multiprocess:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.collecting_registry())
+
+    def summary(self) -> Summary:
+        """Totals across workers for the dashboard: API requests (``/v1`` routes) and cache events."""
+        summary = Summary()
+        buckets: dict[float, float] = {}
+        for family in self.collecting_registry().collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name == "bizfed_http_requests_total" and labels.get("route", "").startswith("/v1/"):
+                    summary.requests += sample.value
+                    if labels.get("status", "").startswith("5"):
+                        summary.errors += sample.value
+                elif sample.name == "bizfed_http_request_duration_seconds_sum" and \
+                        labels.get("route", "").startswith("/v1/"):
+                    summary.seconds += sample.value
+                elif sample.name == "bizfed_http_request_duration_seconds_bucket" and \
+                        labels.get("route", "").startswith("/v1/"):
+                    le = float(labels["le"])
+                    buckets[le] = buckets.get(le, 0.0) + sample.value
+                elif family.name in _CACHE_FAMILIES and sample.name.endswith("_total"):
+                    event = _CACHE_FAMILIES[family.name]
+                    summary.cache[event] = summary.cache.get(event, 0.0) + sample.value
+        summary.buckets = sorted(buckets.items())
+        return summary
+
+    def process_exited(self) -> None:
+        """Drop this process's live gauges so a stopped worker's breaker no longer counts."""
+        if self.multiprocess:
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+_CACHE_FAMILIES = {
+    "bizfed_cache_hits": "hit", "bizfed_cache_misses": "miss", "bizfed_cache_stale_serves": "stale",
+    "bizfed_cache_bypasses": "bypass", "bizfed_cache_singleflight_waits": "singleflight_wait",
+    "bizfed_cache_oversize": "oversize",
+}
+
+
+@dataclass
+class Summary:
+    requests: float = 0.0
+    errors: float = 0.0
+    seconds: float = 0.0
+    buckets: list[tuple[float, float]] = field(default_factory=list)
+    cache: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": {"count": self.requests, "errors": self.errors, "sum_s": round(self.seconds, 6),
+                         # +Inf is not JSON; the last bucket's count equals ``count`` anyway.
+                         "buckets": [[le, n] for le, n in self.buckets if le != float("inf")]},
+            "cache": {event: self.cache.get(event, 0.0) for event in CACHE_EVENTS},
+        }
+
+
+class PrometheusObserver:
+    """The resilience policy's ``Observer`` (federation/policy.py), recording into Prometheus."""
+
+    def __init__(self, metrics: Metrics, sources: Iterable[str] = ()) -> None:
+        self._m = metrics
+        # Series that exist from the start read as 0 rather than "no data" before the first event.
+        for source in sources:
+            metrics.breaker_state.labels(source).set(0)
+            metrics.source_calls.labels(source, "ok")
+            metrics.retries.labels(source)
+            metrics.bulkhead_rejections.labels(source)
+
+    def call_finished(self, source: str, seconds: float, outcome: str) -> None:
+        label = outcome_label(outcome)
+        self._m.source_calls.labels(source, label).inc()
+        self._m.source_seconds.labels(source, label).observe(seconds)
+
+    def retried(self, source: str) -> None:
+        self._m.retries.labels(source).inc()
+
+    def bulkhead_rejected(self, source: str) -> None:
+        self._m.bulkhead_rejections.labels(source).inc()
+
+    def breaker_changed(self, source: str, state: str) -> None:
+        level = BREAKER_LEVELS.get(state)
+        if level is None:
+            return
+        self._m.breaker_state.labels(source).set(level)
+        self._m.breaker_transitions.labels(source, state.replace("_", "-")).inc()
+
+
+class PrometheusCacheObserver:
+    """The cache's ``CacheObserver`` (cache/observer.py), recording into Prometheus."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def hit(self, source: str) -> None:
+        self._m.cache_event("hit", source)
+
+    def miss(self, source: str) -> None:
+        self._m.cache_event("miss", source)
+
+    def stale(self, source: str) -> None:
+        self._m.cache_event("stale", source)
+
+    def bypass(self, source: str) -> None:
+        self._m.cache_event("bypass", source)
+
+    def singleflight_wait(self, source: str) -> None:
+        self._m.cache_event("singleflight_wait", source)
+
+    def oversize(self, source: str) -> None:
+        self._m.cache_event("oversize", source)
+
+
+async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
+    """Probe every source and the cache (as /health/ready does) and record the results in the up gauges."""
+    ctx = request.app.ctx
+    connectors = getattr(ctx, "connectors", {})
+    pings = {name: conn.ping for name, conn in connectors.items()}
+    pools = {name: conn.pool_state for name, conn in connectors.items()}
+    cache = getattr(ctx, "cache", None)
+    if cache is not None:
+        pings["cache"] = cache.ping
+    states = await source_states(pings, getattr(ctx, "policies", {}), pools, limit)
+    metrics: Metrics | None = getattr(ctx, "metrics", None)
+    if metrics is not None:
+        for name, state in states.items():
+            metrics.set_up(name, bool(state["up"]))
+    return states
+
+
+@metrics_bp.get("/metrics")
+@openapi.exclude()
+async def scrape(request: Request) -> HTTPResponse:
+    await refresh_health(request, 1.0)
+    body = request.app.ctx.metrics.exposition()
+    return HTTPResponse(body, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+def install_metrics(app: Sanic[Any, Any]) -> Metrics:
+    """Create the app's metrics, time every request and serve ``GET /metrics`` (no key: scrapers have none)."""
+    metrics = Metrics()
+    app.ctx.metrics = metrics
+
+    async def start_clock(request: Request) -> None:
+        request.ctx.metrics_started = time.perf_counter()
+
+    async def count(request: Request, response: BaseHTTPResponse) -> None:
+        started = getattr(request.ctx, "metrics_started", None)
+        seconds = time.perf_counter() - started if started is not None else 0.0
+        metrics.observe_request(route_label(request), request.method, response.status, seconds)
+
+    async def forget_process(app: Sanic[Any, Any]) -> None:
+        metrics.process_exited()
+
+    # Runs before the app's own request middleware, so time spent in auth is counted too.
+    app.register_middleware(start_clock, "request", priority=1000)
+    app.register_middleware(count, "response")
+    app.register_listener(forget_process, "after_server_stop")
+    app.blueprint(metrics_bp)
+    return metrics

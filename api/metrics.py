@@ -29,6 +29,7 @@ BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 OUTCOMES = ("ok", "timeout", "unreachable", "circuit open", "overloaded", "query failed", "deadline exceeded")
 CACHE_EVENTS = ("hit", "miss", "stale", "bypass", "singleflight_wait", "oversize")
 UNMATCHED = "unmatched"
+HEALTH_REUSE_S = 1.0
 
 metrics_bp = Blueprint("metrics")
 
@@ -197,6 +198,7 @@ class PrometheusObserver:
         for source in sources:
             metrics.breaker_state.labels(source).set(0)
             metrics.source_calls.labels(source, "ok")
+            metrics.source_seconds.labels(source, "ok")
             metrics.retries.labels(source)
             metrics.bulkhead_rejections.labels(source)
 
@@ -245,8 +247,14 @@ class PrometheusCacheObserver:
 
 
 async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
-    """Probe every source and the cache (as /health/ready does) and record the results in the up gauges."""
+    """Probe every source and the cache (as /health/ready does) and record the results in the up gauges.
+
+    Results younger than a second are reused, so open dashboards and scrapers cannot flood the sources with pings.
+    """
     ctx = request.app.ctx
+    recent: tuple[float, dict[str, Any]] | None = getattr(ctx, "recent_health", None)
+    if recent is not None and time.monotonic() - recent[0] < HEALTH_REUSE_S:
+        return recent[1]
     connectors = getattr(ctx, "connectors", {})
     pings = {name: conn.ping for name, conn in connectors.items()}
     pools = {name: conn.pool_state for name, conn in connectors.items()}
@@ -258,6 +266,7 @@ async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
     if metrics is not None:
         for name, state in states.items():
             metrics.set_up(name, bool(state["up"]))
+    ctx.recent_health = (time.monotonic(), states)
     return states
 
 

@@ -1,0 +1,70 @@
+"""Cache metrics over `bizfed serve` with its Redis behind a fault proxy: hits, misses, stale serves, bypasses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from api.settings import DEFAULT_FRESHNESS
+from deploy.local.faultproxy import FaultProxy
+from tests.observability.conftest import Server, Upstreams, flush_redis_db, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(name="redis_proxy", scope="module")
+def _redis_proxy(upstreams: Upstreams, proxy_factory: Callable[[int], FaultProxy]) -> FaultProxy:
+    return proxy_factory(upstreams.redis_port)
+
+
+@pytest.fixture(name="server", scope="module")
+def _server(upstreams: Upstreams, redis_proxy: FaultProxy, launch: Callable[..., Server]) -> Server:
+    """One worker with the cache on, reaching Redis through the proxy."""
+    flush_redis_db(upstreams.redis_url)
+    server = launch(upstreams.env(redis=redis_proxy.port), name="cache-metrics")
+    if server.get("/dashboard/state", role="reader").json()["cache"]["status"] == "off":
+        pytest.skip("the cache is not wired into the app")
+    return server
+
+
+def test_miss_then_hit_then_stale(server: Server) -> None:
+    """A first read misses, a repeat hits, and a repeat after the freshness window serves stale."""
+    ttl = DEFAULT_FRESHNESS["warehouse"].ttl
+    if ttl > 30:
+        pytest.skip(f"warehouse freshness is {ttl}s; too long to wait for")
+    misses = server.value("bizfed_cache_misses_total", source="warehouse")
+    hits = server.value("bizfed_cache_hits_total", source="warehouse")
+    stale = server.value("bizfed_cache_stale_serves_total", source="warehouse")
+
+    first = server.get("/v1/locations", role="reader")
+    assert first.status_code == 200
+    assert server.value("bizfed_cache_misses_total", source="warehouse") >= misses + 1
+    assert server.get("/v1/locations", role="reader").status_code == 200
+    assert server.value("bizfed_cache_hits_total", source="warehouse") >= hits + 1
+
+    time.sleep(ttl + 0.5)
+    assert server.get("/v1/locations", role="reader").status_code == 200
+    assert server.value("bizfed_cache_stale_serves_total", source="warehouse") >= stale + 1
+
+    counts = server.get("/dashboard/state", role="reader").json()["cache"]["counts"]
+    assert counts["hit"] >= 1
+    assert counts["miss"] >= 1
+    assert counts["stale"] >= 1
+
+
+def test_redis_outage_counts_bypasses(server: Server, redis_proxy: FaultProxy) -> None:
+    """With Redis refused, reads bypass the cache, the bypass counter moves and the Redis gauge reads 0."""
+    assert server.value("bizfed_redis_up") == 1
+    bypasses = server.value("bizfed_cache_bypasses_total", source="warehouse")
+    redis_proxy.reset()
+    redis_proxy.refuse()
+    try:
+        assert server.get("/v1/locations", role="reader").status_code == 200
+        assert server.value("bizfed_cache_bypasses_total", source="warehouse") >= bypasses + 1
+        assert server.value("bizfed_redis_up") == 0
+        assert server.get("/dashboard/state", role="reader").json()["cache"]["status"] == "down"
+    finally:
+        redis_proxy.pass_through()
+    wait_for(lambda: server.value("bizfed_redis_up") == 1, 20, "bizfed_redis_up back to 1")

@@ -7,6 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from sanic_ext.extensions.openapi import definitions as d
+from sanic_ext.extensions.openapi import types as oas
 
 
 class _Model(BaseModel):
@@ -211,9 +212,12 @@ def _envelope(name: str, data: Any, paged: bool) -> type[BaseModel]:
     return model
 
 
-def _param(name: str, description: str, schema: Any, location: str = "query",
+def _param(name: str, description: str, schema: dict[str, Any], location: str = "query",
            required: bool = False) -> d.Parameter:
-    return d.Parameter(name, schema, location=location, description=description, required=required)
+    rest = {k: v for k, v in schema.items() if k != "type"}
+    kind = oas.Integer if schema["type"] == "integer" else oas.String
+    typed = kind(**rest)  # type: ignore[no-untyped-call]
+    return d.Parameter(name, typed, location=location, description=description, required=required)
 
 
 _LIST_PARAMS = [

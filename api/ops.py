@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import SpecificationBuilder
@@ -55,5 +56,12 @@ async def sources(request: Request) -> HTTPResponse:
 @ops.get("/openapi.json")
 @openapi.exclude()
 async def openapi_document(request: Request) -> HTTPResponse:
-    spec = SpecificationBuilder().build(request.app).serialize()  # type: ignore[no-untyped-call]
-    return HTTPResponse(dumps(spec), content_type="application/json")
+    document = getattr(request.app.ctx, "openapi_document", None)
+    if document is None:
+        spec = SpecificationBuilder().build(request.app).serialize()  # type: ignore[no-untyped-call]
+        # The response schemas come from pydantic as JSON Schema 2020-12 (e.g. nullable as
+        # anyOf with "null"), which is what OpenAPI 3.1 speaks.
+        spec["openapi"] = "3.1.0"
+        # Response maps are keyed by integer status codes.
+        document = request.app.ctx.openapi_document = orjson.dumps(spec, option=orjson.OPT_NON_STR_KEYS)
+    return HTTPResponse(document, content_type="application/json")

@@ -216,7 +216,7 @@ def _param(name: str, description: str, schema: dict[str, Any], location: str = 
            required: bool = False) -> d.Parameter:
     rest = {k: v for k, v in schema.items() if k != "type"}
     kind = oas.Integer if schema["type"] == "integer" else oas.String
-    typed = kind(**rest)  # type: ignore[no-untyped-call]
+    typed = kind(**rest)
     return d.Parameter(name, typed, location=location, description=description, required=required)
 
 

@@ -1,0 +1,101 @@
+"""Turning raw legacy column values into canonical ones: money, dates, times, rows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+log = logging.getLogger("connectors")
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+
+# What a malformed value can raise while it is converted; anything else is a bug.
+ROW_ERRORS = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+
+
+def convert_rows(rows: Iterable[R], convert: Callable[[R], T | None], *, source: str, what: str) -> list[T]:
+    """Convert each row, skipping (with a warning) rows that are unreadable or that ``convert`` rejects."""
+    out: list[T] = []
+    for row in rows:
+        try:
+            record = convert(row)
+        except ROW_ERRORS as exc:
+            log.warning("%s: skipped an unreadable %s row (%s)", source, what, type(exc).__name__)
+            continue
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def cents(value: int | Decimal) -> Decimal:
+    """Integer cents as a Decimal amount with two places (1250 -> 12.50)."""
+    return Decimal(int(value)).scaleb(-2)
+
+
+def decimal(value: Any) -> Decimal:
+    """A DECIMAL column as the driver returns it (Decimal, or text/number on SQLite) as a Decimal."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        # repr gives the shortest text that round-trips, i.e. what was stored
+        return Decimal(repr(value))
+    if isinstance(value, int | str):
+        try:
+            return Decimal(value)
+        except InvalidOperation as exc:
+            raise ValueError("not a decimal") from exc
+    raise TypeError(f"not a decimal: {type(value).__name__}")
+
+
+def money_amount(value: Any) -> Decimal:
+    """A money column as a Decimal rounded half-up to cents."""
+    return decimal(value).quantize(CENT, ROUND_HALF_UP)
+
+
+def line_total(qty: int, unit_price: Decimal, discount_pct: Decimal) -> Decimal:
+    """qty × unit_price × (1 − discount_pct/100), rounded half-up to cents, exactly."""
+    return (Decimal(qty) * unit_price * (HUNDRED - discount_pct) / HUNDRED).quantize(CENT, ROUND_HALF_UP)
+
+
+def yyyymmdd(value: int | None, *, source: str, what: str) -> date | None:
+    """An integer ``YYYYMMDD`` date; 0 means none; an impossible date is None with a warning."""
+    if value is None or value == 0:
+        return None
+    n = int(value)
+    try:
+        if n < 0:
+            raise ValueError("negative")
+        return date(n // 10000, n // 100 % 100, n % 100)
+    except ValueError:
+        log.warning("%s: %s has an impossible date %d; reported as none", source, what, n)
+        return None
+
+
+def utc(value: Any) -> datetime | None:
+    """A timestamp as aware UTC: naive values are UTC already; text is parsed; garbage is None."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        return utc(parsed)
+    return None
+
+
+def text_or_none(value: str | None) -> str | None:
+    """CHAR/VARCHAR value without padding; blank is None."""
+    if value is None:
+        return None
+    stripped = value.strip()
+    return stripped or None

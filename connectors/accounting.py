@@ -1,0 +1,418 @@
+"""Accounting connector: the receivables package read with plain ODBC SQL through pyodbc.
+
+pyodbc blocks, so every call runs on the connector's own thread pool, one
+reused connection per running thread (pyodbc's threadsafety is 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import pyodbc
+
+from connectors._batch import chunked, unique
+from connectors._paging import keyset_page
+from connectors._values import cents, convert_rows, log, text_or_none, yyyymmdd
+from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from connectors.queries import InvoiceFilter
+from connectors.records import Account, AccountStatus, Invoice, InvoiceStatus, Money
+from connectors.spelling import canonical_sku, padded
+
+T = TypeVar("T")
+Row = Sequence[Any]
+Work = Callable[[pyodbc.Cursor], T]
+
+SOURCE = "accounting"
+_GUARD_MARGIN = 1.0
+
+CUSTNO_WIDTH, INVNO_WIDTH, ORDREF_WIDTH, ITEMNO_WIDTH = 10, 12, 20, 20
+COST_CURRENCY = "EUR"
+
+_INVOICE_STATUS: dict[str, InvoiceStatus] = {"O": "open", "P": "paid", "V": "void"}
+_INVOICE_CODE: dict[InvoiceStatus, str] = {v: k for k, v in _INVOICE_STATUS.items()}
+_ACCOUNT_STATUS: dict[str, AccountStatus] = {"A": "active", "H": "on_hold", "X": "closed"}
+
+# SQLSTATEs and native error numbers (MariaDB's ODBC driver puts "(NNNN)" in the message).
+_TIMEOUT_STATES = frozenset({"HYT00", "HY008", "HY018"})
+_TIMEOUT_NATIVE = frozenset({1317, 1969, 3024, 1205})
+_GONE_NATIVE = frozenset({1040, 1053, 2002, 2003, 2006, 2013, 2055, 4031})
+_NATIVE_RE = re.compile(r"\((\d{4})\)")
+
+# Paid per invoice, as a correlated subquery: it uses ARPAYM (INVNO) row by row
+# and is accepted by every engine (a subquery inside SUM() is not).
+_PAID = "COALESCE((SELECT SUM(P.AMTCENTS) FROM ARPAYM P WHERE P.INVNO = H.INVNO), 0)"
+_OVERDUE = f"(H.STATUS = 'O' AND H.DUEDT > 0 AND H.DUEDT < ? AND H.AMTCENTS - {_PAID} > 0)"
+_INVOICE_SELECT = ("SELECT H.INVNO, H.CUSTNO, H.ORDREF, H.INVDT, H.DUEDT, H.CURRCD, H.AMTCENTS, H.TAXCENTS, "
+                   f"H.STATUS, {_PAID} FROM ARINVH H")
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _accounts_sql(n: int) -> str:
+    return ("SELECT C.CUSTNO, C.CUSTNM, C.CRLIMIT, C.CURRCD, C.STATUS, B.OPENBAL, B.OVERBAL, B.OPENCNT "
+            "FROM ARCUST C LEFT JOIN ("
+            "SELECT I.CUSTNO, SUM(I.BAL) AS OPENBAL, "
+            "SUM(CASE WHEN I.BAL > 0 AND I.DUEDT > 0 AND I.DUEDT < ? THEN I.BAL ELSE 0 END) AS OVERBAL, "
+            "COUNT(*) AS OPENCNT FROM ("
+            f"SELECT H.CUSTNO, H.DUEDT, H.AMTCENTS - {_PAID} AS BAL FROM ARINVH H "
+            f"WHERE H.STATUS = 'O' AND H.CUSTNO IN ({_marks(n)})"
+            ") I GROUP BY I.CUSTNO"
+            f") B ON B.CUSTNO = C.CUSTNO WHERE C.CUSTNO IN ({_marks(n)})")
+
+
+def _invoices_query(where: InvoiceFilter, day: int, after: str | None, limit: int) -> tuple[str, list[Any]]:
+    conds: list[str] = []
+    params: list[Any] = []
+    if after is not None:
+        conds.append("H.INVNO > ?")
+        params.append(padded(after.strip(), INVNO_WIDTH))
+    if where.acct_no is not None:
+        conds.append("H.CUSTNO = ?")
+        params.append(padded(where.acct_no.strip(), CUSTNO_WIDTH))
+    if where.status is not None:
+        conds.append("H.STATUS = ?")
+        params.append(_INVOICE_CODE[where.status])
+    if where.overdue is not None:
+        conds.append(_OVERDUE if where.overdue else f"NOT {_OVERDUE}")
+        params.append(day)
+    # limit is an int; the row-limiting clause does not take a parameter on every engine
+    sql = (_INVOICE_SELECT + (f" WHERE {' AND '.join(conds)}" if conds else "")
+           + f" ORDER BY H.INVNO OFFSET 0 ROWS FETCH NEXT {int(limit)} ROWS ONLY")
+    return sql, params
+
+
+def today_int(day: date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+class _Running:
+    """The statement a worker thread is running, so a late caller can cancel it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cursor: pyodbc.Cursor | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            cursor = self.cursor
+        if cursor is not None:
+            try:
+                cursor.cancel()
+            except pyodbc.Error:
+                log.warning("%s: could not cancel a running statement", SOURCE)
+
+
+class AccountingConnector:
+    """Reads accounts, invoices, payments and item costs; aggregates are computed by the database."""
+
+    name = SOURCE
+
+    def __init__(self, odbc: str, *, max_workers: int = 4, login_timeout: float, query_timeout: float) -> None:
+        if max_workers < 1:
+            raise ValueError("accounting: max_workers must be at least 1")
+        self._odbc = odbc
+        self._max_workers = max_workers
+        self._login_timeout = login_timeout
+        self._query_timeout = query_timeout
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._lock = threading.Lock()
+        self._idle: list[pyodbc.Connection] = []
+        self._connections = 0
+        self._busy = 0
+        self._waiting = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the worker threads; connections are made on first use, so a down source does not stop start-up."""
+        if self._executor is not None:
+            return
+        # This connector keeps its own connections; the driver manager's pool would hide them
+        # from pool_state and hand out connections the server may have dropped.
+        pyodbc.pooling = False
+        self._executor = concurrent.futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="bizfed-acct")
+        self._canceller = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bizfed-acct-cancel")
+        self._slots = asyncio.Semaphore(self._max_workers)
+
+    async def close(self) -> None:
+        executor, canceller = self._executor, self._canceller
+        self._executor = self._canceller = self._slots = None
+        if executor is None:
+            return
+        # Threads may be inside a blocking driver call: wait for them off the event loop.
+        await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        if canceller is not None:
+            canceller.shutdown(wait=False)
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._connections -= len(idle)
+        for conn in idle:
+            _close_quietly(conn)
+
+    async def ping(self) -> None:
+        def work(cur: pyodbc.Cursor) -> None:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+
+        await self._call(work)
+
+    def pool_state(self) -> dict[str, int]:
+        with self._lock:
+            return {"max": self._max_workers, "size": self._connections, "in_use": self._busy,
+                    "idle": len(self._idle), "waiting": self._waiting}
+
+    # -- queries -----------------------------------------------------------
+
+    async def accounts(self, acct_nos: Sequence[str], today: date) -> dict[str, Account]:
+        keys = [padded(k, CUSTNO_WIDTH) for k in unique(text_or_none(a) for a in acct_nos) if len(k) <= CUSTNO_WIDTH]
+        day = today_int(today)
+
+        def work(cur: pyodbc.Cursor) -> list[Row]:
+            rows: list[Row] = []
+            for chunk in chunked(keys):
+                cur.execute(_accounts_sql(len(chunk)), day, *chunk, *chunk)
+                rows.extend(cur.fetchall())
+            return rows
+
+        rows = await self._call(work) if keys else []
+        return {a.acct_no: a for a in convert_rows(rows, _account, source=SOURCE, what="account")}
+
+    async def invoices(self, where: InvoiceFilter, after: str | None, limit: int) -> list[Invoice]:
+        day = today_int(where.today or datetime.now(UTC).date())
+
+        async def fetch(after_invno: str | None, n: int) -> list[Row]:
+            sql, params = _invoices_query(where, day, after_invno, n)
+
+            def work(cur: pyodbc.Cursor) -> list[Row]:
+                cur.execute(sql, *params)
+                return list(cur.fetchmany(n))
+
+            return await self._call(work)
+
+        return await keyset_page(fetch, lambda row: str(row[0]), lambda row: _invoice(row, day), after, limit,
+                                 source=SOURCE, what="invoice")
+
+    async def invoices_for_orders(self, order_nos: Sequence[str], today: date) -> dict[str, list[Invoice]]:
+        wanted = [o for o in unique(text_or_none(o) for o in order_nos) if len(o) <= ORDREF_WIDTH]
+        keys = [padded(o, ORDREF_WIDTH) for o in wanted]
+        day = today_int(today)
+
+        def work(cur: pyodbc.Cursor) -> list[Row]:
+            rows: list[Row] = []
+            for chunk in chunked(keys):
+                cur.execute(f"{_INVOICE_SELECT} WHERE H.ORDREF IN ({_marks(len(chunk))}) ORDER BY H.INVNO", *chunk)
+                rows.extend(cur.fetchall())
+            return rows
+
+        rows = await self._call(work) if keys else []
+        found: dict[str, list[Invoice]] = {o: [] for o in wanted}
+        for invoice in convert_rows(rows, lambda row: _invoice(row, day), source=SOURCE, what="invoice"):
+            if invoice.order_no is not None:
+                found.setdefault(invoice.order_no, []).append(invoice)
+        return found
+
+    async def std_costs(self, skus: Sequence[str]) -> dict[str, Money]:
+        keys = [padded(s, ITEMNO_WIDTH) for s in unique(canonical_sku(s) for s in skus) if len(s) <= ITEMNO_WIDTH]
+
+        def work(cur: pyodbc.Cursor) -> list[Row]:
+            rows: list[Row] = []
+            for chunk in chunked(keys):
+                cur.execute(f"SELECT ITEMNO, STDCOST FROM ICITEM WHERE ITEMNO IN ({_marks(len(chunk))})", *chunk)
+                rows.extend(cur.fetchall())
+            return rows
+
+        rows = await self._call(work) if keys else []
+        return dict(convert_rows(rows, _std_cost, source=SOURCE, what="item cost"))
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _connect(self) -> pyodbc.Connection:
+        """A new connection (in a worker thread); the seam tests wrap to count statements."""
+        conn = pyodbc.connect(self._odbc, autocommit=True, timeout=max(1, math.ceil(self._login_timeout)))
+        # Honoured by drivers that implement SQL_ATTR_QUERY_TIMEOUT; _call cancels the rest.
+        conn.timeout = max(1, math.ceil(self._query_timeout))
+        return conn
+
+    def _checkout(self, *, fresh: bool = False) -> tuple[pyodbc.Connection, bool]:
+        """A connection for this thread, and whether it was reused from the idle list."""
+        with self._lock:
+            if self._idle and not fresh:
+                return self._idle.pop(), True
+            self._connections += 1
+        try:
+            return self._connect(), False
+        except pyodbc.Error as exc:
+            with self._lock:
+                self._connections -= 1
+            raise SourceUnavailable(SOURCE, "cannot connect") from exc
+        except BaseException:
+            with self._lock:
+                self._connections -= 1
+            raise
+
+    def _checkin(self, conn: pyodbc.Connection, *, keep: bool) -> None:
+        with self._lock:
+            if keep and self._executor is not None:
+                self._idle.append(conn)
+                return
+            self._connections -= 1
+        _close_quietly(conn)
+
+    def _in_thread(self, work: Work[T], running: _Running) -> T:
+        with self._lock:
+            self._busy += 1
+        try:
+            conn, reused = self._checkout()
+            try:
+                return self._attempt(conn, work, running)
+            except SourceUnavailable:
+                if not reused or running.cancelled:
+                    raise
+            # The server dropped an idle connection (restart, wait_timeout). Every statement
+            # here is a read, so one retry on a fresh connection is safe.
+            conn, _ = self._checkout(fresh=True)
+            return self._attempt(conn, work, running)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def _attempt(self, conn: pyodbc.Connection, work: Work[T], running: _Running) -> T:
+        keep = True
+        try:
+            cursor = conn.cursor()
+            with running.lock:
+                running.cursor = cursor
+            try:
+                if running.cancelled:
+                    raise SourceTimeout(SOURCE, "no answer in time")
+                return work(cursor)
+            finally:
+                with running.lock:
+                    running.cursor = None
+                with contextlib.suppress(pyodbc.Error):
+                    cursor.close()
+        except pyodbc.Error as exc:
+            error = _classify(exc, cancelled=running.cancelled)
+            keep = not isinstance(error, SourceUnavailable)
+            raise error from exc
+        finally:
+            self._checkin(conn, keep=keep)
+
+    async def _call(self, work: Work[T]) -> T:
+        executor, slots, canceller = self._executor, self._slots, self._canceller
+        if executor is None or slots is None or canceller is None:
+            raise SourceUnavailable(SOURCE, "connector is not open")
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self._login_timeout):
+                await slots.acquire()
+        except TimeoutError as exc:
+            raise PoolExhausted(SOURCE, "no worker free in time") from exc
+        finally:
+            self._waiting -= 1
+        loop = asyncio.get_running_loop()
+        running = _Running()
+        try:
+            future = executor.submit(self._in_thread, work, running)
+        except RuntimeError:
+            slots.release()
+            raise SourceUnavailable(SOURCE, "connector is closing") from None
+        # The slot is the thread, not this coroutine: it is free only when the thread is.
+        future.add_done_callback(lambda _: _release_soon(loop, slots))
+        waiter = asyncio.wrap_future(future)
+        try:
+            async with asyncio.timeout(self._login_timeout + self._query_timeout + _GUARD_MARGIN):
+                return await asyncio.shield(waiter)
+        except TimeoutError as exc:
+            canceller.submit(running.cancel)
+            waiter.add_done_callback(_consume)
+            raise SourceTimeout(SOURCE, "no answer in time") from exc
+        except asyncio.CancelledError:
+            canceller.submit(running.cancel)
+            waiter.add_done_callback(_consume)
+            raise
+
+
+def _release_soon(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
+    # RuntimeError: the loop is gone (shutdown), and so is anyone waiting for the slot
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(slots.release)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve the late outcome of an abandoned call so asyncio does not log it as unhandled."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _close_quietly(conn: pyodbc.Connection) -> None:
+    with contextlib.suppress(pyodbc.Error):
+        conn.close()
+
+
+def _classify(exc: pyodbc.Error, *, cancelled: bool) -> ConnectorError:
+    state = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    found = _NATIVE_RE.findall(str(exc.args[1])) if len(exc.args) > 1 else []
+    native = int(found[-1]) if found else None
+    if cancelled or state in _TIMEOUT_STATES or native in _TIMEOUT_NATIVE:
+        return SourceTimeout(SOURCE, "query timed out")
+    if state.startswith("08") or native in _GONE_NATIVE:
+        return SourceUnavailable(SOURCE, "connection lost")
+    return QueryFailed(SOURCE, "query rejected")
+
+
+def _money(cents_value: Any, currency: str) -> Money:
+    return Money(cents(cents_value or 0), currency)
+
+
+def _account(row: Row) -> Account:
+    custno, name, crlimit, currcd, status, open_bal, overdue_bal, open_count = row
+    acct_no = custno.strip()
+    if not acct_no:
+        raise ValueError("blank CUSTNO")
+    currency = currcd.strip()
+    code = (status or "").strip().upper()
+    mapped = _ACCOUNT_STATUS.get(code)
+    if mapped is None:
+        log.warning("%s: account %s has unknown status %r", SOURCE, acct_no, code)
+    return Account(acct_no, name.strip(), mapped, currency, _money(crlimit, currency), _money(open_bal, currency),
+                   _money(overdue_bal, currency), int(open_count or 0))
+
+
+def _invoice(row: Row, today: int) -> Invoice:
+    invno, custno, ordref, invdt, duedt, currcd, amount, tax, status, paid = row
+    number = invno.strip()
+    if not number:
+        raise ValueError("blank INVNO")
+    currency = currcd.strip()
+    code = (status or "").strip().upper()
+    mapped = _INVOICE_STATUS.get(code)
+    if mapped is None:
+        log.warning("%s: invoice %s has unknown status %r", SOURCE, number, code)
+    balance = int(amount) - int(paid) if code == "O" else 0
+    overdue = code == "O" and balance > 0 and 0 < int(duedt) < today
+    what = f"invoice {number}"
+    return Invoice(number, custno.strip(), text_or_none(ordref),
+                   yyyymmdd(invdt, source=SOURCE, what=what), yyyymmdd(duedt, source=SOURCE, what=what),
+                   _money(amount, currency), _money(tax, currency), _money(paid, currency), _money(balance, currency),
+                   mapped, overdue)
+
+
+def _std_cost(row: Row) -> tuple[str, Money] | None:
+    itemno, stdcost = row
+    sku = canonical_sku(itemno)
+    return (sku, _money(stdcost, COST_CURRENCY)) if sku else None

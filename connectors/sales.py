@@ -1,0 +1,545 @@
+"""Sales connector: the ``sales`` database through SQLAlchemy 2 Core on an async engine.
+
+The URL picks the driver: ``mysql+asyncmy://`` in production, ``sqlite+aiosqlite://`` for a laptop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    CHAR,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    TypeDecorator,
+    and_,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql import Executable
+from sqlalchemy.types import TypeEngine
+
+from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
+from connectors._paging import keyset_page
+from connectors._values import (
+    CENT,
+    ROW_ERRORS,
+    convert_rows,
+    decimal,
+    line_total,
+    log,
+    money_amount,
+    text_or_none,
+    utc,
+)
+from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from connectors.queries import CustomerFilter, OrderFilter, SoldItemsFilter, SoldItemsKey
+from connectors.records import (
+    Customer,
+    Money,
+    Order,
+    OrderLine,
+    OrderStats,
+    OrderStatus,
+    Product,
+    ProductSales,
+    SoldItem,
+)
+from connectors.spelling import canonical_sku, sales_sku
+
+T = TypeVar("T")
+Rows = Sequence[Any]
+
+SOURCE = "sales"
+_GUARD_MARGIN = 1.0
+_ORDER_STATUSES: dict[str, OrderStatus] = {
+    "draft": "draft", "confirmed": "confirmed", "shipped": "shipped",
+    "delivered": "delivered", "cancelled": "cancelled",
+}
+_NOT_SOLD = ("cancelled", "draft")
+_ZERO = Decimal("0.00")
+
+# MySQL/MariaDB error numbers that mean "too slow" and "connection gone".
+_TIMEOUT_CODES = frozenset({1317, 1969, 3024, 1205})
+_GONE_CODES = frozenset({1040, 1053, 2002, 2003, 2006, 2013, 2055, 4031})
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """DECIMAL where the database has it; exact text on SQLite, whose NUMERIC is a float."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String())
+        return super().load_dialect_impl(dialect)
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is not None and dialect.name == "sqlite":
+            return str(value)
+        return value
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A naive-UTC DATETIME column; binds aware times as naive UTC, and as sortable text on SQLite.
+
+    Results are left raw (datetime, or text on SQLite): rows are read with
+    ``_values.utc`` so that one unreadable value skips a row, not the whole list.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(26))
+        return super().load_dialect_impl(dialect)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        if dialect.name == "sqlite":
+            # the text SQLAlchemy's own SQLite DATETIME stores, so comparisons sort right
+            return value.isoformat(sep=" ", timespec="microseconds")
+        return value
+
+
+metadata = MetaData()
+
+customers = Table(
+    "customers", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(254)),
+    Column("country", CHAR(2)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("acct_no", String(10)),
+    Index("customers_acct_no_idx", "acct_no"),
+)
+
+products = Table(
+    "products", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("title", String(200), nullable=False),
+    Column("sku", String(20)),
+    Column("list_price", ExactDecimal(12, 2), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    Index("products_sku_idx", "sku"),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("order_no", String(20), primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    # an ENUM in MariaDB; read as text so that a stray value skips a row instead of failing the list
+    Column("status", String(9), nullable=False),
+    Column("ordered_at", UtcDateTime(), nullable=False),
+    Column("ship_from", String(8)),
+    Column("currency", CHAR(3), nullable=False),
+    Index("orders_customer_id_idx", "customer_id"),
+    Index("orders_ordered_at_idx", "ordered_at"),
+)
+
+order_lines = Table(
+    "order_lines", metadata,
+    Column("order_no", String(20), ForeignKey("orders.order_no"), nullable=False),
+    Column("line_no", SmallInteger, nullable=False),
+    Column("product_id", Integer, ForeignKey("products.id"), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("unit_price", ExactDecimal(12, 2), nullable=False),
+    Column("discount_pct", ExactDecimal(5, 2), nullable=False, server_default="0"),
+    PrimaryKeyConstraint("order_no", "line_no"),
+)
+
+_CUSTOMER_COLS = (customers.c.id, customers.c.name, customers.c.email, customers.c.country,
+                  customers.c.created_at, customers.c.acct_no)
+_ORDER_COLS = (orders.c.order_no, orders.c.customer_id, orders.c.status, orders.c.ordered_at,
+               orders.c.ship_from, orders.c.currency)
+_LINE_TOTAL_COLS = (order_lines.c.order_no, order_lines.c.qty, order_lines.c.unit_price, order_lines.c.discount_pct)
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class SalesConnector:
+    """Reads customers, products and orders; totals are computed here with Decimal, exactly."""
+
+    name = SOURCE
+
+    def __init__(self, url: str, *, pool_size: int, query_timeout: float, connect_timeout: float) -> None:
+        if pool_size < 1:
+            raise ValueError("sales: pool_size must be at least 1")
+        try:
+            self._url = make_url(url)
+        except sa_exc.ArgumentError:
+            raise ValueError("sales: the database URL is malformed") from None
+        self._pool_size = pool_size
+        self._query_timeout = query_timeout
+        self._connect_timeout = connect_timeout
+        self._engine: AsyncEngine | None = None
+        self._in_use = 0
+        self._waiting = 0
+
+    @property
+    def engine(self) -> AsyncEngine | None:
+        """The engine while open, for instrumentation (e.g. counting statements)."""
+        return self._engine
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the engine; connections are made lazily, so a down source does not stop start-up."""
+        if self._engine is not None:
+            return
+        backend = self._url.get_backend_name()
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if backend in ("mysql", "mariadb"):
+            options["connect_args"] = {"connect_timeout": self._connect_timeout}
+        elif backend == "sqlite":
+            options["connect_args"] = {"timeout": self._query_timeout}
+        if not (backend == "sqlite" and self._url.database in (None, "", ":memory:")):
+            # an in-memory SQLite gets one shared connection, which takes no pool sizes
+            options.update(pool_size=self._pool_size, max_overflow=0, pool_timeout=self._connect_timeout)
+        engine = create_async_engine(self._url, **options)
+        event.listen(engine.sync_engine, "connect", self._on_connect)
+        self._engine = engine
+
+    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        dialect = self._url.get_backend_name()
+        if dialect == "sqlite":
+            # SQLite's lower() folds ASCII only; the name filter must fold every script
+            dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
+        elif dialect in ("mysql", "mariadb"):
+            cursor = dbapi_connection.cursor()
+            try:
+                # /*M! ... */ runs on MariaDB only; MySQL has no max_statement_time and keeps just the user variable
+                cursor.execute(f"SET @bizfed_connector = 1 /*M!, SESSION max_statement_time = "
+                               f"{max(0.001, self._query_timeout):.3f} */")
+            finally:
+                cursor.close()
+
+    async def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def ping(self) -> None:
+        await self._fetch(select(literal(1)))
+
+    def pool_state(self) -> dict[str, int]:
+        state = {"max": self._pool_size, "size": 0, "in_use": self._in_use, "idle": 0, "waiting": self._waiting}
+        if self._engine is not None:
+            pool = self._engine.pool
+            if isinstance(pool, QueuePool):
+                state.update(size=pool.checkedin() + pool.checkedout(), idle=pool.checkedin())
+            else:
+                state.update(max=1, size=1)
+        return state
+
+    # -- customers ---------------------------------------------------------
+
+    async def customers(self, where: CustomerFilter, after: int | None, limit: int) -> list[Customer]:
+        base = select(*_CUSTOMER_COLS).order_by(customers.c.id)
+        if where.q:
+            pattern = func.lower(literal(contains_pattern(where.q), String))
+            base = base.where(func.lower(customers.c.name).like(pattern, escape=LIKE_ESCAPE))
+        if where.country is not None:
+            base = base.where(customers.c.country == where.country.strip())
+
+        async def fetch(after_id: int | None, n: int) -> Rows:
+            stmt = base.limit(n) if after_id is None else base.where(customers.c.id > after_id).limit(n)
+            return await self._fetch(stmt)
+
+        return await keyset_page(fetch, lambda row: int(row[0]), _customer, after, limit, source=SOURCE,
+                                 what="customer")
+
+    async def customer(self, customer_id: int) -> Customer | None:
+        stmt = select(*_CUSTOMER_COLS).where(customers.c.id == customer_id)
+        found = convert_rows(await self._fetch(stmt), _customer, source=SOURCE, what="customer")
+        return found[0] if found else None
+
+    async def customers_by_id(self, ids: Sequence[int]) -> dict[int, Customer]:
+        keys = unique(ids)
+        rows = await self._fetch_chunked(keys, lambda chunk: select(*_CUSTOMER_COLS).where(customers.c.id.in_(chunk)))
+        return {c.id: c for c in convert_rows(rows, _customer, source=SOURCE, what="customer")}
+
+    async def customers_by_acct(self, acct_nos: Sequence[str]) -> dict[str, Customer]:
+        keys = unique(text_or_none(a) for a in acct_nos)
+        rows = await self._fetch_chunked(
+            keys, lambda chunk: select(*_CUSTOMER_COLS).where(customers.c.acct_no.in_(chunk)).order_by(customers.c.id))
+        found: dict[str, Customer] = {}
+        for customer in convert_rows(rows, _customer, source=SOURCE, what="customer"):
+            if customer.acct_no is not None:
+                found.setdefault(customer.acct_no, customer)
+        return found
+
+    async def order_stats(self, customer_ids: Sequence[int]) -> dict[int, OrderStats]:
+        keys = unique(customer_ids)
+        rows = await self._fetch_chunked(
+            keys, lambda chunk: select(orders.c.customer_id, func.count(), func.max(orders.c.ordered_at))
+            .where(orders.c.customer_id.in_(chunk)).group_by(orders.c.customer_id))
+        stats = {k: OrderStats(0, None) for k in keys}
+        for customer_id, count, last in rows:
+            stats[int(customer_id)] = OrderStats(int(count), utc(last))
+        return stats
+
+    # -- orders ------------------------------------------------------------
+
+    async def orders(self, where: OrderFilter, after: str | None, limit: int) -> list[Order]:
+        stmt = select(*_ORDER_COLS).order_by(orders.c.order_no)
+        if where.customer_id is not None:
+            stmt = stmt.where(orders.c.customer_id == where.customer_id)
+        if where.status is not None:
+            stmt = stmt.where(orders.c.status == where.status)
+        if where.since is not None:
+            stmt = stmt.where(orders.c.ordered_at >= where.since)
+        if where.until is not None:
+            stmt = stmt.where(orders.c.ordered_at < where.until)
+
+        async def fetch(after_no: str | None, n: int) -> list[tuple[Any, Decimal | None]]:
+            page = stmt.limit(n) if after_no is None else stmt.where(orders.c.order_no > after_no).limit(n)
+            return await self._orders_with_totals(page)
+
+        return await keyset_page(fetch, lambda pair: str(pair[0][0]), _order, after, limit, source=SOURCE,
+                                 what="order")
+
+    async def order(self, order_no: str) -> Order | None:
+        heads = await self._orders_with_totals(select(*_ORDER_COLS).where(orders.c.order_no == order_no.strip()))
+        found = convert_rows(heads, _order, source=SOURCE, what="order")
+        return found[0] if found else None
+
+    async def _orders_with_totals(self, stmt: Executable) -> list[tuple[Any, Decimal | None]]:
+        """Each order row of ``stmt`` with its total, from ONE batched lines query for the whole page."""
+
+        async def work(conn: AsyncConnection) -> tuple[Rows, Rows]:
+            heads = (await conn.execute(stmt)).all()
+            nos = [h[0] for h in heads]
+            lines: list[Any] = []
+            for chunk in chunked(nos):
+                lines.extend((await conn.execute(
+                    select(*_LINE_TOTAL_COLS).where(order_lines.c.order_no.in_(chunk)))).all())
+            return heads, lines
+
+        heads, lines = await self._run(work)
+        totals = _order_totals(lines)
+        return [(head, totals.get(head[0], _ZERO)) for head in heads]
+
+    async def order_lines(self, order_no: str) -> list[OrderLine]:
+        stmt = (select(order_lines.c.order_no, order_lines.c.line_no, order_lines.c.product_id, products.c.sku,
+                       products.c.title, order_lines.c.qty, order_lines.c.unit_price, order_lines.c.discount_pct,
+                       orders.c.currency)
+                .select_from(order_lines.join(orders, orders.c.order_no == order_lines.c.order_no)
+                             .outerjoin(products, products.c.id == order_lines.c.product_id))
+                .where(order_lines.c.order_no == order_no.strip())
+                .order_by(order_lines.c.line_no))
+        return convert_rows(await self._fetch(stmt), _order_line, source=SOURCE, what="order line")
+
+    # -- products ----------------------------------------------------------
+
+    async def products_by_sku(self, skus: Sequence[str]) -> dict[str, Product]:
+        keys = [sales_sku(k) for k in unique(canonical_sku(s) for s in skus)]
+        rows = await self._fetch_chunked(
+            keys, lambda chunk: select(products.c.id, products.c.title, products.c.sku, products.c.list_price,
+                                       products.c.currency).where(products.c.sku.in_(chunk)).order_by(products.c.id))
+        found: dict[str, Product] = {}
+        for product in convert_rows(rows, _product, source=SOURCE, what="product"):
+            if product.sku is not None:
+                found.setdefault(product.sku, product)
+        return found
+
+    async def product_sales(self, sku: str) -> ProductSales:
+        key = canonical_sku(sku)
+        if key is None:
+            return ProductSales(0, 0, None)
+        stmt = (select(func.sum(order_lines.c.qty), func.count(orders.c.order_no.distinct()),
+                       func.max(orders.c.ordered_at))
+                .select_from(_sold_lines())
+                .where(products.c.sku == sales_sku(key), orders.c.status.not_in(_NOT_SOLD)))
+        rows = await self._fetch(stmt)
+        units, count, last = rows[0] if rows else (None, 0, None)
+        return ProductSales(int(units or 0), int(count or 0), utc(last))
+
+    async def sold_items(self, where: SoldItemsFilter, after: SoldItemsKey | None, limit: int) -> list[SoldItem]:
+        sku = func.upper(func.trim(products.c.sku))
+        grouped = (select(sku.label("sku"), func.sum(order_lines.c.qty).label("units_sold"))
+                   .select_from(_sold_lines())
+                   .where(products.c.sku.is_not(None), func.trim(products.c.sku) != "",
+                          orders.c.status.not_in(_NOT_SOLD))
+                   .group_by(sku))
+        if where.since is not None:
+            grouped = grouped.where(orders.c.ordered_at >= where.since)
+        if where.until is not None:
+            grouped = grouped.where(orders.c.ordered_at < where.until)
+        if where.location is not None:
+            grouped = grouped.where(orders.c.ship_from == where.location.strip())
+        # The keyset compares the aggregates by name, which MySQL allows only outside the grouping query.
+        ranked = grouped.subquery("ranked")
+        stmt = select(ranked.c.sku, ranked.c.units_sold).order_by(ranked.c.units_sold.desc(), ranked.c.sku.asc())
+
+        async def fetch(after_key: SoldItemsKey | None, n: int) -> Rows:
+            page = stmt.limit(n)
+            if after_key is not None:
+                after_units, after_sku = after_key
+                page = page.where(or_(ranked.c.units_sold < after_units,
+                                      and_(ranked.c.units_sold == after_units, ranked.c.sku > after_sku)))
+            return await self._fetch(page)
+
+        return await keyset_page(fetch, lambda row: (int(row[1]), str(row[0])), _sold_item, after, limit,
+                                 source=SOURCE, what="sold item")
+
+    # -- plumbing ----------------------------------------------------------
+
+    async def _fetch(self, stmt: Executable) -> Rows:
+        async def work(conn: AsyncConnection) -> Rows:
+            return (await conn.execute(stmt)).all()
+
+        return await self._run(work)
+
+    async def _fetch_chunked(self, keys: Sequence[Any], build: Callable[[Sequence[Any]], Executable]) -> Rows:
+        """One statement per chunk of keys, all on one connection."""
+        if not keys:
+            return []
+
+        async def work(conn: AsyncConnection) -> Rows:
+            rows: list[Any] = []
+            for chunk in chunked(keys):
+                rows.extend((await conn.execute(build(chunk))).all())
+            return rows
+
+        return await self._run(work)
+
+    async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        engine = self._engine
+        if engine is None:
+            raise SourceUnavailable(SOURCE, "connector is not open")
+        connected = False
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self._connect_timeout + self._query_timeout + _GUARD_MARGIN):
+                async with engine.connect() as conn:
+                    connected = True
+                    self._waiting -= 1
+                    self._in_use += 1
+                    try:
+                        return await work(conn)
+                    finally:
+                        self._in_use -= 1
+        except ConnectorError:
+            raise
+        except TimeoutError as exc:
+            raise SourceTimeout(SOURCE, "no answer in time") from exc
+        except sa_exc.TimeoutError as exc:
+            raise PoolExhausted(SOURCE, "no connection free in time") from exc
+        except sa_exc.DBAPIError as exc:
+            raise _classify(exc, connected=connected) from exc
+        except OSError as exc:
+            raise SourceUnavailable(SOURCE, "connection failed") from exc
+        except sa_exc.SQLAlchemyError as exc:
+            raise QueryFailed(SOURCE, "query rejected") from exc
+        finally:
+            if not connected:
+                self._waiting -= 1
+
+
+def _classify(exc: sa_exc.DBAPIError, *, connected: bool) -> ConnectorError:
+    if not connected or exc.connection_invalidated:
+        return SourceUnavailable(SOURCE, "connection failed")
+    args = getattr(exc.orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    if code in _TIMEOUT_CODES:
+        return SourceTimeout(SOURCE, "query timed out")
+    if code in _GONE_CODES:
+        return SourceUnavailable(SOURCE, "connection lost")
+    if isinstance(exc, sa_exc.OperationalError) and "locked" in str(exc.orig).lower():
+        # SQLite: another writer held the file longer than the busy timeout
+        return SourceTimeout(SOURCE, "database busy")
+    return QueryFailed(SOURCE, "query rejected")
+
+
+def _sold_lines() -> Any:
+    return (order_lines.join(orders, orders.c.order_no == order_lines.c.order_no)
+            .join(products, products.c.id == order_lines.c.product_id))
+
+
+def _customer(row: Any) -> Customer | None:
+    id_, name, email, country, created_at, acct_no = row
+    created = utc(created_at)
+    if created is None:
+        log.warning("%s: customer %s has an unreadable created_at; skipped", SOURCE, id_)
+        return None
+    return Customer(int(id_), name, text_or_none(email), text_or_none(country), created, text_or_none(acct_no))
+
+
+def _order_totals(lines: Rows) -> dict[str, Decimal | None]:
+    """order_no -> sum of its line totals; None when a line is unreadable (the total is unknown)."""
+    totals: dict[str, Decimal | None] = {}
+    for order_no, qty, unit_price, discount_pct in lines:
+        so_far = totals.get(order_no, _ZERO)
+        if so_far is None:
+            continue
+        try:
+            totals[order_no] = so_far + line_total(int(qty), money_amount(unit_price),
+                                                   decimal(discount_pct).quantize(CENT))
+        except ROW_ERRORS:
+            totals[order_no] = None
+    return totals
+
+
+def _order(pair: tuple[Any, Decimal | None]) -> Order | None:
+    row, total = pair
+    order_no, customer_id, status, ordered_at, ship_from, currency = row
+    when = utc(ordered_at)
+    state = _ORDER_STATUSES.get(status.strip().lower()) if isinstance(status, str) else None
+    if when is None or state is None or total is None:
+        log.warning("%s: order %s has an unreadable ordered_at, status or line; skipped", SOURCE, order_no)
+        return None
+    currency = currency.strip()
+    return Order(order_no, int(customer_id), state, when, text_or_none(ship_from), currency,
+                 Money(total, currency))
+
+
+def _order_line(row: Any) -> OrderLine:
+    order_no, line_no, product_id, sku, title, qty, unit_price, discount_pct, currency = row
+    if title is None:
+        log.warning("%s: order %s line %s names a missing product %s", SOURCE, order_no, line_no, product_id)
+    price = money_amount(unit_price)
+    discount = decimal(discount_pct).quantize(CENT)
+    currency = currency.strip()
+    return OrderLine(order_no, int(line_no), int(product_id), canonical_sku(sku), title or "", int(qty),
+                     Money(price, currency), discount, Money(line_total(int(qty), price, discount), currency))
+
+
+def _product(row: Any) -> Product:
+    id_, title, sku, list_price, currency = row
+    return Product(int(id_), title, canonical_sku(sku), Money(money_amount(list_price), currency.strip()))
+
+
+def _sold_item(row: Any) -> SoldItem | None:
+    sku, units = row
+    key = canonical_sku(sku)
+    return SoldItem(key, int(units)) if key else None

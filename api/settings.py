@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.freshness import Freshness
+
 ROLES = ("reader", "finance", "admin")
 
 
@@ -28,15 +30,6 @@ class Secret(str):
 class ApiKey:
     digest: str      # sha256 hex of the key; keys are never kept in clear
     role: str
-
-
-@dataclass(frozen=True)
-class Freshness:
-    """How long a kind of cached answer is fresh, and how long it may be served stale."""
-
-    ttl: float
-    stale_while_revalidate: float
-    stale_if_error: float
 
 
 DEFAULT_FRESHNESS = {

@@ -1,0 +1,316 @@
+"""The read-through cache in front of every source: freshness windows, single flight, invalidation.
+
+Redis is treated as a dependency that fails: any Redis error or timeout turns a fetch into a
+plain ``load()`` (state "bypass") and Redis is skipped for a short backoff before being tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from cache.availability import Availability
+from cache.codec import Codec, CodecError
+from cache.freshness import Freshness
+from cache.keys import RESERVED, Keys
+from cache.observer import CacheObserver, Counters, NullObserver
+from cache.singleflight import SingleFlight
+from cache.store import Claim, Entry, EntryStore
+from federation.errors import SourceFailed
+from federation.gateway import Cached
+
+T = TypeVar("T")
+Load = Callable[[], Awaitable[Any]]
+log = logging.getLogger("bizfed.cache")
+
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+
+
+class CacheUnavailable(Exception):
+    """Redis did not answer an operation that cannot do without it (ping, invalidation)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _RedisDown(Exception):
+    pass
+
+
+class _PoolBusy(_RedisDown):
+    """Every pooled connection was in use: this process is busy, Redis is not down."""
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    # BlockingConnectionPool reports a wait timeout as a bare ConnectionError caused by TimeoutError.
+    return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
+
+
+class RedisCache:
+    """``ReadThrough`` over Redis; build one per process and share it between requests."""
+
+    def __init__(self, redis: Redis, freshness: Mapping[str, Freshness], *,
+                 observer: CacheObserver | None = None,
+                 namespace: str = "bizfed:cache",
+                 lock_ttl: float = 5.0,
+                 wait: float = 2.5,
+                 op_timeout: float = 0.5,
+                 admin_timeout: float = 10.0,
+                 backoff: float = 1.0,
+                 max_bytes: int = 1 << 20,
+                 epoch_ttl: float = 600.0,
+                 codec: Codec | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``lock_ttl``: how long one process may hold a key's fill lock (longer than a load);
+        ``wait``: how long others poll for that fill before loading themselves;
+        ``op_timeout``: a last bound on each Redis round trip of a fetch (the client's own timeouts
+        should be tighter, see ``make_redis``);
+        ``backoff``: how long Redis is skipped after it failed; ``max_bytes``: larger values are not stored;
+        ``epoch_ttl``: how long an invalidation keeps loads begun before it from storing (≫ a load).
+        """
+        clash = RESERVED.intersection(freshness)
+        if clash:
+            raise ValueError(f"source names reserved by the cache key layout: {sorted(clash)}")
+        self._freshness = dict(freshness)
+        self._observer: CacheObserver = observer or NullObserver()
+        self._keys = Keys(namespace)
+        self._store = EntryStore(redis, self._keys, codec or Codec(), lock_ttl=lock_ttl, epoch_ttl=epoch_ttl)
+        self._wait = wait
+        self._op_timeout = op_timeout
+        self._admin_timeout = admin_timeout
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._availability = Availability(backoff)
+        self._flights: SingleFlight[Cached] = SingleFlight()
+        self.counters = Counters()
+
+    async def fetch(self, source: str, key: str, tags: tuple[str, ...], load: Load) -> Cached:
+        """The cached value, or ``load()``'s; a stale value when ``load`` raises ``SourceFailed``
+        within the stale-if-error window; else ``load``'s error. Never raises a Redis error."""
+        fresh = self._freshness_of(source)
+        if not self._availability.usable():
+            return await self._bypass(source, key, fresh, load)
+        try:
+            entry = await self._redis(self._store.get(source, key))
+        except _RedisDown:
+            return await self._bypass(source, key, fresh, load)
+        if entry is not None:
+            age = entry.age(self._clock())
+            phase = fresh.phase(age)
+            if phase == "fresh":
+                return self._count(source, Cached(entry.value, "hit", age, fresh.ttl))
+            if phase == "revalidate":
+                self._revalidate(source, key, tags, load, entry)
+                return self._count(source, Cached(entry.value, "stale", age, fresh.ttl))
+        cached, joined = await self._flights.do(
+            self._keys.entry(source, key), lambda: self._fill(source, key, tags, load, entry, background=False))
+        if joined:
+            self._waited(source)
+        return self._count(source, cached)
+
+    async def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Drop every entry stored under any of ``tags``; the number of entries dropped."""
+        return await self._admin(self._store.drop_tags(tuple(dict.fromkeys(tags))))
+
+    async def invalidate_key(self, source: str, key: str) -> int:
+        """Drop one entry (``key`` as given to ``fetch``); 1 if it existed, else 0."""
+        return await self._admin(self._store.drop_key(source, key))
+
+    async def invalidate_source(self, source: str) -> int:
+        """Drop every entry of one source; the number dropped. ``KeyError`` for an unknown source."""
+        self._freshness_of(source)
+        return await self._admin(self._store.drop_source(source))
+
+    async def ping(self) -> None:
+        """Return if Redis answers within the operation timeout; else raise ``CacheUnavailable``."""
+        await self._admin(self._store.ping(), self._op_timeout)
+
+    def state(self) -> dict[str, Any]:
+        """Up or down, the last Redis error, and this process's counters."""
+        at = self._availability.last_error_at
+        return {
+            "up": self._availability.up,
+            "last_error": self._availability.last_error,
+            "last_error_at": at.isoformat() if at else None,
+            **self.counters.as_dict(),
+        }
+
+    async def aclose(self) -> None:
+        """Cancel running loads and refreshes; the Redis client stays the caller's to close."""
+        await self._flights.aclose()
+
+    def _freshness_of(self, source: str) -> Freshness:
+        try:
+            return self._freshness[source]
+        except KeyError:
+            raise KeyError(f"no cache freshness configured for source {source!r}") from None
+
+    async def _fill(self, source: str, key: str, tags: tuple[str, ...], load: Load, seen: Entry | None,
+                    *, background: bool) -> Cached:
+        """Load once across processes: take the key's lock, or wait briefly for its holder's value."""
+        fresh = self._freshness[source]
+        try:
+            claim = await self._redis(self._store.claim(source, key, tags))
+            deadline = time.monotonic() + self._wait
+            delay, waited = 0.01, False
+            while True:
+                done = self._fresh_since(claim.entry, seen, fresh)
+                if done is not None:
+                    await self._release(source, key, claim)
+                    return done
+                # Past the wait, load without the lock: a crashed holder must not make us fail.
+                if claim.acquired or background or time.monotonic() >= deadline:
+                    break
+                if not waited:
+                    self._waited(source)
+                    waited = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                claim = await self._redis(self._store.claim(source, key, tags, claim.token))
+        except _RedisDown:
+            return await self._load(fresh, load, seen, "bypass")
+        if background and not claim.acquired:
+            # Another process is refreshing it; the value already served stays the answer.
+            assert seen is not None
+            return Cached(seen.value, "stale", seen.age(self._clock()), fresh.ttl)
+        released = False
+        try:
+            started = self._clock()  # the answer is as old as the moment the source was asked
+            cached = await self._load(fresh, load, seen, "miss")
+            if cached.state == "miss":
+                released = await self._save(source, key, tags, cached.value, started, claim)
+            return cached
+        finally:
+            if not released:
+                await self._release(source, key, claim)
+
+    async def _load(self, fresh: Freshness, load: Load, seen: Entry | None, state: str) -> Cached:
+        self.counters.loads += 1
+        try:
+            value = await load()
+        except SourceFailed as exc:
+            if seen is not None:
+                age = seen.age(self._clock())
+                if fresh.usable_on_error(age):
+                    return Cached(seen.value, "stale", age, fresh.ttl, exc.reason)
+            raise
+        return Cached(value, state, 0.0, fresh.ttl)
+
+    async def _bypass(self, source: str, key: str, fresh: Freshness, load: Load) -> Cached:
+        # Still one load per key in this process: a Redis outage is when sources can least take a stampede.
+        cached, joined = await self._flights.do(
+            self._keys.entry(source, key), lambda: self._load(fresh, load, None, "bypass"))
+        if joined:
+            self._waited(source)
+        return self._count(source, cached)
+
+    def _revalidate(self, source: str, key: str, tags: tuple[str, ...], load: Load, seen: Entry) -> None:
+        name = self._keys.entry(source, key)
+        if self._flights.running(name):
+            return
+        self.counters.refreshes += 1
+        task, _ = self._flights.start(name, lambda: self._fill(source, key, tags, load, seen, background=True))
+        task.add_done_callback(_log_refresh_failure)
+
+    async def _save(self, source: str, key: str, tags: tuple[str, ...], value: Any, stored_at: float,
+                    claim: Claim) -> bool:
+        """Store ``value`` if it may be; True if that also released the claim's lock."""
+        try:
+            payload = self._store.encode(value, stored_at)
+        except CodecError as exc:
+            self.counters.uncacheable += 1
+            log.warning("not caching a %s value for %s: %s", type(value).__name__, source, exc)
+            return False
+        if len(payload) > self._max_bytes:
+            self.counters.oversize += 1
+            self._observer.oversize(source)
+            return False
+        try:
+            stored = await self._redis(self._store.put(source, key, tags, payload,
+                                                       self._freshness[source].retention, claim))
+        except _RedisDown:
+            return False
+        if not stored:
+            self.counters.overtaken += 1
+        return True
+
+    async def _release(self, source: str, key: str, claim: Claim) -> None:
+        if not claim.acquired:
+            return
+        with contextlib.suppress(_RedisDown):  # the lock expires by itself after lock_ttl
+            await self._redis(self._store.release(source, key, claim))
+
+    def _fresh_since(self, entry: Entry | None, seen: Entry | None, fresh: Freshness) -> Cached | None:
+        """A fresh entry that someone else stored since ``seen`` was read, as a hit."""
+        if entry is None or (seen is not None and entry.stored_at <= seen.stored_at):
+            return None
+        age = entry.age(self._clock())
+        return Cached(entry.value, "hit", age, fresh.ttl) if fresh.phase(age) == "fresh" else None
+
+    async def _redis(self, op: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                result = await op
+        except _REDIS_FAILURES as exc:
+            if _pool_exhausted(exc):
+                self.counters.pool_busy += 1
+                raise _PoolBusy from exc
+            self._failed(exc, self._op_timeout)
+            raise _RedisDown from exc
+        self._availability.succeeded()
+        return result
+
+    async def _admin(self, op: Awaitable[T], limit: float | None = None) -> T:
+        try:
+            async with asyncio.timeout(limit or self._admin_timeout):
+                result = await op
+        except _REDIS_FAILURES as exc:
+            if not _pool_exhausted(exc):
+                self._failed(exc, limit or self._admin_timeout)
+            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+        self._availability.succeeded()
+        return result
+
+    def _failed(self, exc: BaseException, limit: float) -> None:
+        if isinstance(exc, TimeoutError) and not str(exc):
+            exc = TimeoutError(f"no answer within {limit} s")
+        if self._availability.up:
+            log.warning("redis cache unavailable, bypassing it for %s s: %s", self._availability.backoff, exc)
+        self.counters.redis_errors += 1
+        self._availability.failed(exc)
+
+    def _waited(self, source: str) -> None:
+        self.counters.singleflight_waits += 1
+        self._observer.singleflight_wait(source)
+
+    def _count(self, source: str, cached: Cached) -> Cached:
+        if cached.state == "hit":
+            self.counters.hits += 1
+            self._observer.hit(source)
+        elif cached.state == "stale":
+            self.counters.stale += 1
+            self._observer.stale(source)
+        elif cached.state == "bypass":
+            self.counters.bypass += 1
+            self._observer.bypass(source)
+        else:
+            self.counters.misses += 1
+            self._observer.miss(source)
+        return cached
+
+
+def _log_refresh_failure(task: asyncio.Task[Cached]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, SourceFailed):
+        log.error("background cache refresh failed", exc_info=exc)

@@ -71,6 +71,10 @@
     return `${(value * 100).toFixed(value > 0 && value < 0.1 ? 1 : 0)} %`;
   }
 
+  function duration(millis) {
+    return millis >= 120000 ? `${Math.round(millis / 60000)} min` : `${Math.max(1, Math.round(millis / 1000))} s`;
+  }
+
   function ago(iso) {
     if (!iso) return "never";
     const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
@@ -105,7 +109,7 @@
     const d = {};
     for (const k of ["hit", "miss", "stale", "bypass"]) d[k] = last.cache[k] - (first ? first.cache[k] : 0);
     const total = sum(d);
-    const span = first ? `last ${Math.max(1, Math.round((last.t - first.t) / 60000))} min` : "since start";
+    const span = first ? `last ${duration(last.t - first.t)}` : "since start";
     return { d, total, span };
   }
 
@@ -202,7 +206,7 @@
     ];
     nodes[2].textContent = `${max}${unit}`;
     nodes[3].textContent = "0";
-    nodes[4].textContent = span >= 120000 ? `−${Math.round(span / 60000)} min` : `−${Math.round(span / 1000)} s`;
+    nodes[4].textContent = `−${duration(span)}`;
     nodes[5].textContent = "now";
     if (!values.length) {
       const empty = svg("text", { class: "empty", x: (W + left) / 2, y: H / 2, "text-anchor": "middle" });

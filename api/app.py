@@ -18,19 +18,25 @@ from api.admin import admin
 from api.auth import KeyRing
 from api.dashboard import install_dashboard
 from api.logs import install_request_log
-from api.metrics import PrometheusObserver, install_metrics
+from api.metrics import PrometheusCacheObserver, PrometheusObserver, install_metrics
 from api.ops import ops
 from api.params import Cursors
-from api.problems import to_problem
+from api.problems import RateLimited, to_problem
+from api.ratelimit import RateLimiter
 from api.routes import v1
 from api.settings import Settings
+from cache.readthrough import RedisCache
+from cache.redis_client import make_redis
 from connectors.accounting import AccountingConnector
 from connectors.sales import SalesConnector
 from connectors.warehouse import WarehouseConnector
+from connectors.warehouse_changes import WarehouseChanges
+from federation.breakers import SharedBreakers
 from federation.context import RequestContext
 from federation.errors import Forbidden
 from federation.gateway import Gateway
 from federation.policy import Observer, PolicyConfig, SourcePolicy, make_breaker
+from federation.watcher import watch_warehouse
 
 log = logging.getLogger("bizfed.api")
 STATIC = Path(__file__).parent / "static"
@@ -113,12 +119,32 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
                 log.warning("source %s not reachable at start-up: %s", name, type(exc).__name__)
         app.ctx.connectors = conns
         app.ctx.policies = build_policies(settings, observer)
-        app.ctx.gateway = Gateway(conns, app.ctx.policies, cache=None)
+        redis = make_redis(settings.redis_url)
+        app.ctx.redis = redis
+        app.ctx.cache = (RedisCache(redis, settings.freshness, observer=PrometheusCacheObserver(app.ctx.metrics))
+                         if settings.cache_enabled else None)
+        app.ctx.gateway = Gateway(conns, app.ctx.policies, cache=app.ctx.cache)
+        app.ctx.rate_limiter = (RateLimiter(redis, settings.rate_limit, settings.rate_window)
+                                if settings.rate_limit else None)
+        breakers = SharedBreakers(redis, {n: p.breaker for n, p in app.ctx.policies.items()})
+        app.ctx.background = [app.add_task(breakers.run(), name="breaker-sync")]
+        if app.ctx.cache is not None:
+            app.ctx.changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.source_timeout)
+            app.ctx.background.append(app.add_task(
+                watch_warehouse(app.ctx.changes, app.ctx.cache, settings.watch_interval), name="warehouse-watcher"))
 
     @app.after_server_stop
     async def stop_sources(app: Sanic[Config, Any]) -> None:
+        for task in getattr(app.ctx, "background", []):
+            if task is not None:
+                task.cancel()
+        if getattr(app.ctx, "cache", None) is not None:
+            await app.ctx.cache.aclose()
+            await app.ctx.changes.close()
         for conn in getattr(app.ctx, "connectors", {}).values():
             await conn.close()
+        if getattr(app.ctx, "redis", None) is not None:
+            await app.ctx.redis.aclose()
 
     async def identify(request: Request) -> None:
         incoming = request.headers.get("x-request-id", "")
@@ -131,7 +157,12 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
             return
         required: str = route.ctx.role
         query_key = request.args.get("key") if getattr(route.ctx, "query_key", False) else None
-        role = app.ctx.keyring.authenticate(request.headers.get("authorization"), query_key)
+        role, digest = app.ctx.keyring.authenticate(request.headers.get("authorization"), query_key)
+        limiter = getattr(app.ctx, "rate_limiter", None)
+        if limiter is not None:
+            verdict = await limiter.check(digest)
+            if not verdict.allowed:
+                raise RateLimited("too many requests for this API key", context={"retry_after": verdict.retry_after})
         if required in ("finance", "admin") and role not in _allowed(required):
             raise Forbidden(f"this resource needs the {required} role")
         request.ctx.role = role

@@ -53,15 +53,18 @@ def cache_control(ctx: RequestContext) -> str:
 
 def envelope(request: Request, ctx: RequestContext, data: Any, page_cursor: str | None = None,
              page: Page[Any] | None = None) -> HTTPResponse:
-    body: dict[str, Any] = {"data": data, "meta": meta(ctx)}
+    """The /v1 body, spliced from parts so the ETag covers the resource and not the volatile meta."""
+    resource = dumps(data)
     if page is not None:
-        body["page"] = {"next_cursor": page_cursor, "limit": page.limit}
-    return json_response(request, dumps(body), cache_control(ctx), ctx)
+        resource += b',"page":' + dumps({"next_cursor": page_cursor, "limit": page.limit})
+    payload = b'{"data":' + resource + b',"meta":' + dumps(meta(ctx)) + b"}"
+    etag = 'W/"' + hashlib.blake2b(resource, digest_size=16).hexdigest() + '"'
+    return json_response(request, payload, cache_control(ctx), ctx, etag=etag)
 
 
 def json_response(request: Request, payload: bytes, cache_control: str,
-                  ctx: RequestContext | None = None) -> HTTPResponse:
-    etag = '"' + hashlib.blake2b(payload, digest_size=16).hexdigest() + '"'
+                  ctx: RequestContext | None = None, etag: str | None = None) -> HTTPResponse:
+    etag = etag or '"' + hashlib.blake2b(payload, digest_size=16).hexdigest() + '"'
     headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Authorization, Accept-Encoding"}
     if ctx is not None:
         ages = [r.age_s for r in ctx.sources.values() if r.cache in ("hit", "stale")]
@@ -84,4 +87,6 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         return False
     if if_none_match.strip() == "*":
         return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+    # Weak comparison (RFC 9110 8.8.3.2), as If-None-Match uses.
+    bare = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == bare for tag in if_none_match.split(","))

@@ -60,6 +60,8 @@ class Settings:
     cache_enabled: bool = True
     freshness: Mapping[str, Freshness] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
     watch_interval: float = 1.0
+    rate_limit: int = 100_000       # requests per key per window; 0 turns limiting off
+    rate_window: float = 60.0
 
     def role_of(self, digest: str) -> str | None:
         for key in self.api_keys:
@@ -168,4 +170,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         breaker_reset=_number(env, "BIZFED_BREAKER_RESET", 10.0, minimum=0.1),
         retry_attempts=int(_number(env, "BIZFED_RETRY_ATTEMPTS", 2, minimum=1)),
         cache_enabled=env.get("BIZFED_CACHE", "on").lower() not in ("off", "0", "false", "no"),
+        watch_interval=_number(env, "BIZFED_WATCH_INTERVAL", 1.0, minimum=0.05),
+        rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", 100_000)),
+        rate_window=_number(env, "BIZFED_RATE_WINDOW", 60.0, minimum=1),
     )

@@ -18,14 +18,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from cache.availability import Availability
+from cache.cached import Cached, LoadFailed
 from cache.codec import Codec, CodecError
 from cache.freshness import Freshness
 from cache.keys import RESERVED, Keys
 from cache.observer import CacheObserver, Counters, NullObserver
 from cache.singleflight import SingleFlight
 from cache.store import Claim, Entry, EntryStore
-from federation.errors import SourceFailed
-from federation.gateway import Cached
 
 T = TypeVar("T")
 Load = Callable[[], Awaitable[Any]]
@@ -94,7 +93,7 @@ class RedisCache:
         self.counters = Counters()
 
     async def fetch(self, source: str, key: str, tags: tuple[str, ...], load: Load) -> Cached:
-        """The cached value, or ``load()``'s; a stale value when ``load`` raises ``SourceFailed``
+        """The cached value, or ``load()``'s; a stale value when ``load`` raises ``LoadFailed``
         within the stale-if-error window; else ``load``'s error. Never raises a Redis error."""
         fresh = self._freshness_of(source)
         if not self._availability.usable():
@@ -197,7 +196,7 @@ class RedisCache:
         self.counters.loads += 1
         try:
             value = await load()
-        except SourceFailed as exc:
+        except LoadFailed as exc:
             if seen is not None:
                 age = seen.age(self._clock())
                 if fresh.usable_on_error(age):
@@ -312,5 +311,5 @@ def _log_refresh_failure(task: asyncio.Task[Cached]) -> None:
     if task.cancelled():
         return
     exc = task.exception()
-    if exc is not None and not isinstance(exc, SourceFailed):
+    if exc is not None and not isinstance(exc, LoadFailed):
         log.error("background cache refresh failed", exc_info=exc)

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from cache.cached import LoadFailed
+
 
 class FederationError(Exception):
     pass
@@ -34,13 +36,12 @@ class Forbidden(FederationError):
     pass
 
 
-class SourceFailed(FederationError):
+class SourceFailed(FederationError, LoadFailed):
     """A source call produced no data; ``reason`` is safe to show to users."""
 
     def __init__(self, source: str, reason: str) -> None:
-        super().__init__(f"{source}: {reason}")
+        LoadFailed.__init__(self, reason)
         self.source = source
-        self.reason = reason
 
 
 class PrimaryUnavailable(FederationError):

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from cache.cached import Cached
 from federation.context import RequestContext, SourceReport
 from federation.errors import PrimaryUnavailable, SourceFailed
 from federation.policy import SourcePolicy
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Cached:
-    value: Any
-    state: str            # "hit", "miss" or "stale"
-    age_s: float
-    ttl: float
-    error: str | None = None
 
 
 class ReadThrough(Protocol):

@@ -55,16 +55,17 @@ def test_miss_then_hit_then_stale(server: Server) -> None:
 
 
 def test_redis_outage_counts_bypasses(server: Server, redis_proxy: FaultProxy) -> None:
-    """With Redis refused, reads bypass the cache, the bypass counter moves and the Redis gauge reads 0."""
-    assert server.value("bizfed_redis_up") == 1
+    """With Redis silent, reads bypass the cache, the bypass counter moves and the Redis gauge reads 0."""
+    wait_for(lambda: server.value("bizfed_redis_up") == 1, 10, "bizfed_redis_up reads 1")
     bypasses = server.value("bizfed_cache_bypasses_total", source="warehouse")
-    redis_proxy.reset()
-    redis_proxy.refuse()
+    redis_proxy.blackhole()
     try:
         assert server.get("/v1/locations", role="reader").status_code == 200
         assert server.value("bizfed_cache_bypasses_total", source="warehouse") >= bypasses + 1
-        assert server.value("bizfed_redis_up") == 0
-        assert server.get("/dashboard/state", role="reader").json()["cache"]["status"] == "down"
+        # Health probes are reused for a second, so the gauge may lag the outage by that much.
+        wait_for(lambda: server.value("bizfed_redis_up") == 0, 10, "bizfed_redis_up reads 0")
+        wait_for(lambda: server.get("/dashboard/state", role="reader").json()["cache"]["status"] == "down", 10,
+                 "the dashboard's cache tile reads down")
     finally:
         redis_proxy.pass_through()
     wait_for(lambda: server.value("bizfed_redis_up") == 1, 20, "bizfed_redis_up back to 1")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
@@ -214,8 +215,6 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
 
 def flush_redis_db(redis_url: str) -> None:
     """Empty this suite's own Redis database, so no entry from an earlier run is served."""
-    import redis
-
     client = redis.Redis.from_url(redis_with(redis_url), socket_timeout=5)
     try:
         client.flushdb()

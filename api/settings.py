@@ -131,6 +131,23 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _freshness(env: Mapping[str, str]) -> dict[str, Freshness]:
+    """``BIZFED_FRESHNESS_<SOURCE>=ttl,stale_while_revalidate,stale_if_error`` (seconds) per source."""
+    result = dict(DEFAULT_FRESHNESS)
+    for source in result:
+        name = f"BIZFED_FRESHNESS_{source.upper()}"
+        raw = env.get(name)
+        if not raw:
+            continue
+        try:
+            ttl, swr, sie = (float(part) for part in raw.split(","))
+            result[source] = Freshness(ttl, swr, sie)
+        except ValueError:
+            raise SettingsError(f"{name} must be three numbers of seconds: ttl,stale_while_revalidate,"
+                                "stale_if_error (ttl > 0)") from None
+    return result
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment; ``BIZFED_ENV_FILE`` names a file whose values it overrides."""
     env = dict(os.environ if environ is None else environ)
@@ -171,6 +188,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_attempts=int(_number(env, "BIZFED_RETRY_ATTEMPTS", 2, minimum=1)),
         cache_enabled=env.get("BIZFED_CACHE", "on").lower() not in ("off", "0", "false", "no"),
         watch_interval=_number(env, "BIZFED_WATCH_INTERVAL", 1.0, minimum=0.05),
+        freshness=_freshness(env),
         rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", 100_000)),
         rate_window=_number(env, "BIZFED_RATE_WINDOW", 60.0, minimum=1),
     )

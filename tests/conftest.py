@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
 from deploy.local import stack
+from deploy.local.faultproxy import FaultProxy
+from tests.servers import Server, launch_fixture, proxy_factory_fixture
 
 
 @pytest.fixture(name="stack_env", scope="session")
@@ -39,3 +41,15 @@ def _empty_legacy(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
 @pytest.fixture(name="redis_url", scope="session")
 def _redis_url(stack_env: dict[str, str]) -> str:
     return stack_env["BIZFED_REDIS_URL"]
+
+
+@pytest.fixture(name="proxy_factory", scope="module")
+def _proxy_factory() -> Iterator[Callable[[int], FaultProxy]]:
+    """Starts fault proxies in front of loopback ports; every one is stopped at the end of the module."""
+    yield from proxy_factory_fixture()
+
+
+@pytest.fixture(name="launch", scope="module")
+def _launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """Starts `bizfed serve` subprocesses; each is terminated at the end of the module."""
+    yield from launch_fixture(tmp_path_factory)

@@ -9,7 +9,7 @@ import pytest
 
 from api.settings import DEFAULT_FRESHNESS
 from deploy.local.faultproxy import FaultProxy
-from tests.observability.conftest import Server, Upstreams, flush_redis_db, wait_for
+from tests.servers import Server, Upstreams, flush_redis_db, wait_for
 
 pytestmark = pytest.mark.slow
 

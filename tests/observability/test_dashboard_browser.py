@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from deploy.local.faultproxy import FaultProxy
-from tests.observability.conftest import ARTIFACTS, KEYS, Server, Upstreams, flush_redis_db
+from tests.servers import ARTIFACTS, KEYS, Server, Upstreams, flush_redis_db
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from deploy.local.faultproxy import FaultProxy
-from tests.observability.conftest import Server, Upstreams, flush_redis_db, wait_for
+from tests.servers import Server, Upstreams, flush_redis_db, wait_for
 
 DEPENDENCIES = ("warehouse", "sales", "accounting")
 

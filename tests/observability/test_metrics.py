@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.faultproxy import FaultProxy
-from tests.observability.conftest import Server, Upstreams, flush_redis_db, wait_for
+from tests.servers import Server, Upstreams, flush_redis_db, wait_for
 
 FAIL_MAX = 2
 # Outcomes of calls that reached the source and failed (not refused locally by the breaker or bulkhead).

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from api.logs import scrub
-from tests.observability.conftest import KEYS, Server, Upstreams, wait_for
+from tests.servers import KEYS, Server, Upstreams, wait_for
 
 FIELDS = {"request_id", "route", "method", "status", "duration_ms", "role", "sources"}
 

@@ -21,9 +21,18 @@ async def _states(request: Request) -> dict[str, Any]:
     pings = {name: conn.ping for name, conn in ctx.connectors.items()}
     pools = {name: conn.pool_state for name, conn in ctx.connectors.items()}
     cache = getattr(ctx, "cache", None)
+    redis = getattr(ctx, "redis", None)
     if cache is not None:
         pings["cache"] = cache.ping
-    return await source_states(pings, ctx.policies, pools, PROBE_TIMEOUT)
+    elif redis is not None:
+        # With caching off Redis still carries breaker state and rate limits.
+        pings["cache"] = redis.ping
+    states = await source_states(pings, ctx.policies, pools, PROBE_TIMEOUT)
+    if "cache" in states:
+        states["cache"]["enabled"] = cache is not None
+        if cache is not None:
+            states["cache"].update({k: v for k, v in cache.state().items() if k not in ("up", "last_error")})
+    return states
 
 
 @ops.get("/health/live")

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -34,6 +35,13 @@ def text(name: str, raw: str) -> str:
         raise BadRequest(name, f"'{name}' must not be empty")
     if len(value) > MAX_TEXT or not _PRINTABLE.match(value):
         raise BadRequest(name, f"'{name}' must be at most {MAX_TEXT} printable characters")
+    return value
+
+
+def cursor(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not 0 < len(value) <= 512 or not re.fullmatch(r"[A-Za-z0-9_.=-]+", value):
+        raise BadRequest(name, f"'{name}' is malformed")
     return value
 
 
@@ -105,14 +113,14 @@ def acct_no(name: str, raw: str) -> str:
 
 
 def sku(name: str, raw: str) -> str:
-    value = canonical_sku(raw)
+    value = canonical_sku(unquote(raw))
     if value is None or not is_valid_sku(value):
         raise BadRequest(name, f"'{name}' must be a warehouse SKU such as WH-000123")
     return value
 
 
 def order_no(name: str, raw: str) -> str:
-    value = raw.strip().upper()
+    value = unquote(raw).strip().upper()
     if not _ORDER_NO.match(value):
         raise BadRequest(name, f"'{name}' must be an order number such as SO-2024-000042")
     return value

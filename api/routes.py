@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
@@ -19,7 +20,7 @@ from federation.paging import Page
 
 v1 = Blueprint("v1", url_prefix="/v1")
 
-LIST = {"limit": p.limit, "cursor": p.text}
+LIST = {"limit": p.limit, "cursor": p.cursor}
 ORDER_STATUSES = ("draft", "confirmed", "shipped", "delivered", "cancelled")
 INVOICE_STATUSES = ("open", "paid", "void")
 
@@ -102,8 +103,8 @@ async def list_customers(request: Request) -> HTTPResponse:
 @openapi.definition(**docs.operation("customer"))
 async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
     p.parse_query(request.args, {})
-    data = await customers.get_customer(request.app.ctx.gateway, _ctx(request), p.positive_int("id", customer_id),
-                                        _today())
+    ident = p.positive_int("id", unquote(customer_id))
+    data = await customers.get_customer(request.app.ctx.gateway, _ctx(request), ident, _today())
     return envelope(request, _ctx(request), data)
 
 

@@ -25,10 +25,19 @@ async def nothing() -> None:
 
 
 async def gather(*calls: Awaitable[Any]) -> list[Any]:
-    """All calls at once; the first non-source error cancels the rest."""
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_as_coroutine(c)) for c in calls]
+    """All calls at once; the first error cancels the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_as_coroutine(c)) for c in calls]
+    except BaseExceptionGroup as failed:
+        # Two primary calls failing together is one outage, not two errors: report the first.
+        raise _first_leaf(failed) from None
     return [t.result() for t in tasks]
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _as_coroutine(call: Awaitable[T]) -> T:

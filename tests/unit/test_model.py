@@ -35,3 +35,20 @@ def test_money_is_an_exact_string():
     """Money renders as a two-decimal string with its currency."""
     assert money(Money(Decimal("5"), "USD")) == {"amount": "5.00", "currency": "USD"}
     assert money(None) is None
+
+
+async def test_gather_raises_the_first_failure_itself():
+    """Two calls failing together surface as one plain error, not an exception group."""
+    import asyncio
+
+    import pytest
+
+    from federation.errors import PrimaryUnavailable
+    from federation.fanout import gather
+
+    async def down() -> None:
+        await asyncio.sleep(0)
+        raise PrimaryUnavailable("warehouse", "timeout", 5)
+
+    with pytest.raises(PrimaryUnavailable):
+        await gather(down(), down())

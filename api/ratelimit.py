@@ -42,7 +42,7 @@ class RateLimiter:
                 pipe.incr(name)
                 pipe.expire(name, int(self._window) + 1, nx=True)
                 count, _ = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: uvloop, closed socket
             self.fail_opens += 1
             log.warning("rate limit not enforced: Redis unavailable (%s)", type(exc).__name__)
             return Verdict(True)

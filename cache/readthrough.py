@@ -30,7 +30,8 @@ T = TypeVar("T")
 Load = Callable[[], Awaitable[Any]]
 log = logging.getLogger("bizfed.cache")
 
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+# uvloop raises RuntimeError when a write meets a transport Redis has just closed.
+_REDIS_FAILURES = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 class CacheUnavailable(Exception):

@@ -66,7 +66,7 @@ class SharedBreakers:
                 await self._flush()
                 await self._pull()
                 self.redis_ok = True
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:  # RuntimeError: uvloop, closed socket
                 if self.redis_ok:
                     log.warning("breaker sync: Redis unavailable (%s); breakers are local until it returns",
                                 type(exc).__name__)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -127,7 +129,8 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         app.ctx.rate_limiter = (RateLimiter(redis, settings.rate_limit, settings.rate_window)
                                 if settings.rate_limit else None)
         breakers = SharedBreakers(redis, {n: p.breaker for n, p in app.ctx.policies.items()})
-        app.ctx.background = [app.add_task(breakers.run(), name="breaker-sync")]
+        app.ctx.background = [app.add_task(breakers.run(), name="breaker-sync"),
+                              app.add_task(_exit_with_parent(os.getppid()), name="parent-watch")]
         if app.ctx.cache is not None:
             app.ctx.changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.source_timeout)
             app.ctx.background.append(app.add_task(
@@ -176,6 +179,15 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.register_middleware(authorize, "request", priority=90)
     app.register_middleware(tag, "response")
     return app
+
+
+async def _exit_with_parent(parent: int) -> None:
+    """A worker whose main process died would serve nothing useful and hold its port: leave too."""
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            log.error("main process %d is gone; worker %d exits", parent, os.getpid())
+            os._exit(1)
 
 
 def _allowed(required: str) -> tuple[str, ...]:

@@ -76,7 +76,10 @@ class WarehouseChanges:
             await self.close()
             raise SourceUnavailable("warehouse", "unreachable") from exc
         assert row is not None
-        return Watermark(int(row[0]), row[1], row[2])
+        mark = Watermark(int(row[0]), row[1], row[2])
+        # Remember the overlap window's rows now, so the first poll reports only what comes after.
+        await self.since(mark)
+        return mark
 
     async def since(self, mark: Watermark) -> Changes:
         """What changed after ``mark`` (with a small overlap), and the new watermark."""

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from deploy.legacy.schema import LegacyTargets
 from deploy.local.faultproxy import FaultProxy
+from deploy.local.process import start_group, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -163,10 +164,8 @@ def launch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         full.update(env)
         log_path = tmp_path_factory.mktemp(name) / "server.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                 "--workers", str(workers)],
-                env=full, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = start_group([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port",
+                                str(port), "--workers", str(workers)], env=full, cwd=REPO, output=log)
         running.append(proc)
         server = Server(f"http://127.0.0.1:{port}", log_path, proc)
         _wait_live(server)
@@ -174,13 +173,7 @@ def launch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
     yield launch
     for proc in running:
-        proc.terminate()
-    for proc in running:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_group(proc)
 
 
 def _wait_live(server: Server) -> None:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from deploy.legacy.schema import LegacyTargets, drop_all
+from deploy.local.process import start_group, stop_group
 from tests.acceptance.oracle import Oracle
 from tests.acceptance.support import API_KEYS_ENV, Api
 
@@ -103,20 +104,14 @@ def _server(dataset: Dataset, stack_env: dict[str, str], redis_url: str,
     env.pop("BIZFED_ENV_FILE", None)
     log_path = tmp_path_factory.mktemp(f"server-seed{dataset.seed}") / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = start_group([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                            "--workers", "1"], env=env, cwd=REPO, output=log)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_live(base, proc, log_path)
         yield Server(base, proc, log_path)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_group(proc)
 
 
 def _wait_live(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:

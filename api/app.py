@@ -123,7 +123,8 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         app.ctx.policies = build_policies(settings, observer)
         redis = make_redis(settings.redis_url)
         app.ctx.redis = redis
-        app.ctx.cache = (RedisCache(redis, settings.freshness, observer=PrometheusCacheObserver(app.ctx.metrics))
+        app.ctx.cache = (RedisCache(redis, settings.freshness, observer=PrometheusCacheObserver(app.ctx.metrics),
+                                    local_ttl=settings.local_cache_ttl)
                          if settings.cache_enabled else None)
         app.ctx.gateway = Gateway(conns, app.ctx.policies, cache=app.ctx.cache)
         app.ctx.rate_limiter = (RateLimiter(redis, settings.rate_limit, settings.rate_window)
@@ -132,6 +133,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         app.ctx.background = [app.add_task(breakers.run(), name="breaker-sync"),
                               app.add_task(_exit_with_parent(os.getppid()), name="parent-watch")]
         if app.ctx.cache is not None:
+            app.ctx.background.append(app.add_task(app.ctx.cache.follow_invalidations(), name="l1-invalidations"))
             app.ctx.changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.source_timeout)
             app.ctx.background.append(app.add_task(
                 watch_warehouse(app.ctx.changes, app.ctx.cache, settings.watch_interval), name="warehouse-watcher"))

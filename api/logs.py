@@ -32,8 +32,15 @@ _SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
 _EXTRA_FIELDS = ("request_id", "source")
 
 
+# Every pattern above needs one of these; most log values (ids, routes, statuses) have none.
+_TRIGGERS = ("=", "://", "bearer")
+
+
 def scrub(text: str) -> str:
     """``text`` without API keys, bearer tokens, passwords or connection strings."""
+    lowered = text.lower()
+    if not any(trigger in lowered for trigger in _TRIGGERS):
+        return text
     for pattern, replacement in _SCRUBS:
         text = pattern.sub(replacement, text)
     return text

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cache.freshness import Freshness
+from cache.redis_client import parse_redis_url
 
 ROLES = ("reader", "finance", "admin")
 
@@ -60,6 +61,7 @@ class Settings:
     cache_enabled: bool = True
     freshness: Mapping[str, Freshness] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
     watch_interval: float = 1.0
+    local_cache_ttl: float = 1.0    # seconds a hot entry is served from process memory; 0 turns it off
     rate_limit: int = 100_000       # requests per key per window; 0 turns limiting off
     rate_window: float = 60.0
 
@@ -148,6 +150,17 @@ def _freshness(env: Mapping[str, str]) -> dict[str, Freshness]:
     return result
 
 
+def _check_redis_url(url: str) -> None:
+    """One server, or Sentinel for failover; Cluster is refused until the key prefixes share a hash slot."""
+    try:
+        address = parse_redis_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"BIZFED_REDIS_URL: {exc}") from None
+    if address.kind == "cluster":
+        raise SettingsError("BIZFED_REDIS_URL: redis+cluster:// is not supported yet (the cache's scripts use "
+                            "keys in several hash slots); use redis+sentinel://host:port,.../service for failover")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment; ``BIZFED_ENV_FILE`` names a file whose values it overrides."""
     env = dict(os.environ if environ is None else environ)
@@ -167,8 +180,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if "DRIVER=" not in accounting.upper() and "DSN=" not in accounting.upper():
         raise SettingsError("BIZFED_ACCOUNTING_ODBC must be an ODBC connection string with DRIVER= or DSN=")
     redis_url = _required(env, "BIZFED_REDIS_URL")
-    if not redis_url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
-        raise SettingsError("BIZFED_REDIS_URL must be a redis:// URL")
+    _check_redis_url(redis_url)
     raw_keys = _required(env, "BIZFED_API_KEYS")
     keys = parse_api_keys(raw_keys)
     # Replicas must agree on the cursor secret; without one, derive it from the shared key config.
@@ -189,6 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_enabled=env.get("BIZFED_CACHE", "on").lower() not in ("off", "0", "false", "no"),
         watch_interval=_number(env, "BIZFED_WATCH_INTERVAL", 1.0, minimum=0.05),
         freshness=_freshness(env),
+        local_cache_ttl=_number(env, "BIZFED_LOCAL_CACHE_TTL", 1.0),
         rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", 100_000)),
         rate_window=_number(env, "BIZFED_RATE_WINDOW", 60.0, minimum=1),
     )

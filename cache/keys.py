@@ -21,6 +21,11 @@ class Keys:
     def root(self) -> str:
         return f"{self.namespace}:v{FORMAT_VERSION}"
 
+    @property
+    def invalidations(self) -> str:
+        """The pub/sub channel that tells every process to drop its first-level entries."""
+        return f"{self.root}:invalidations"
+
     def entry(self, source: str, key: str) -> str:
         return f"{self.root}:{source}:{key}"
 

@@ -22,6 +22,7 @@ from cache.cached import Cached, LoadFailed
 from cache.codec import Codec, CodecError
 from cache.freshness import Freshness
 from cache.keys import RESERVED, Keys
+from cache.local import LocalCache
 from cache.observer import CacheObserver, Counters, NullObserver
 from cache.singleflight import SingleFlight
 from cache.store import Claim, Entry, EntryStore
@@ -69,13 +70,15 @@ class RedisCache:
                  max_bytes: int = 1 << 20,
                  epoch_ttl: float = 600.0,
                  codec: Codec | None = None,
+                 local_ttl: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         """``lock_ttl``: how long one process may hold a key's fill lock (longer than a load);
         ``wait``: how long others poll for that fill before loading themselves;
         ``op_timeout``: a last bound on each Redis round trip of a fetch (the client's own timeouts
         should be tighter, see ``make_redis``);
         ``backoff``: how long Redis is skipped after it failed; ``max_bytes``: larger values are not stored;
-        ``epoch_ttl``: how long an invalidation keeps loads begun before it from storing (≫ a load).
+        ``epoch_ttl``: how long an invalidation keeps loads begun before it from storing (≫ a load);
+        ``local_ttl``: seconds an entry may be served from this process's memory without asking Redis (0: off).
         """
         clash = RESERVED.intersection(freshness)
         if clash:
@@ -91,18 +94,25 @@ class RedisCache:
         self._clock = clock
         self._availability = Availability(backoff)
         self._flights: SingleFlight[Cached] = SingleFlight()
+        self._redis_client = redis
+        self._local = LocalCache(local_ttl) if local_ttl > 0 else None
         self.counters = Counters()
 
     async def fetch(self, source: str, key: str, tags: tuple[str, ...], load: Load) -> Cached:
         """The cached value, or ``load()``'s; a stale value when ``load`` raises ``LoadFailed``
         within the stale-if-error window; else ``load``'s error. Never raises a Redis error."""
         fresh = self._freshness_of(source)
-        if not self._availability.usable():
-            return await self._bypass(source, key, fresh, load)
-        try:
-            entry = await self._redis(self._store.get(source, key))
-        except _RedisDown:
-            return await self._bypass(source, key, fresh, load)
+        name = self._keys.entry(source, key)
+        entry = self._local.get(name) if self._local is not None else None
+        if entry is None:
+            if not self._availability.usable():
+                return await self._bypass(source, key, fresh, load)
+            try:
+                entry = await self._redis(self._store.get(source, key))
+            except _RedisDown:
+                return await self._bypass(source, key, fresh, load)
+            if entry is not None and self._local is not None:
+                self._local.put(name, entry)
         if entry is not None:
             age = entry.age(self._clock())
             phase = fresh.phase(age)
@@ -112,23 +122,57 @@ class RedisCache:
                 self._revalidate(source, key, tags, load, entry)
                 return self._count(source, Cached(entry.value, "stale", age, fresh.ttl))
         cached, joined = await self._flights.do(
-            self._keys.entry(source, key), lambda: self._fill(source, key, tags, load, entry, background=False))
+            name, lambda: self._fill(source, key, tags, load, entry, background=False))
         if joined:
             self._waited(source)
         return self._count(source, cached)
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Drop every entry stored under any of ``tags``; the number of entries dropped."""
-        return await self._admin(self._store.drop_tags(tuple(dict.fromkeys(tags))))
+        dropped = await self._admin(self._store.drop_tags(tuple(dict.fromkeys(tags))))
+        await self._forget_everywhere()
+        return dropped
 
     async def invalidate_key(self, source: str, key: str) -> int:
         """Drop one entry (``key`` as given to ``fetch``); 1 if it existed, else 0."""
-        return await self._admin(self._store.drop_key(source, key))
+        dropped = await self._admin(self._store.drop_key(source, key))
+        await self._forget_everywhere()
+        return dropped
 
     async def invalidate_source(self, source: str) -> int:
         """Drop every entry of one source; the number dropped. ``KeyError`` for an unknown source."""
         self._freshness_of(source)
-        return await self._admin(self._store.drop_source(source))
+        dropped = await self._admin(self._store.drop_source(source))
+        await self._forget_everywhere()
+        return dropped
+
+    async def _forget_everywhere(self) -> None:
+        """Clear the first level here and, through pub/sub, in every other worker and replica."""
+        if self._local is not None:
+            self._local.clear()
+        with contextlib.suppress(*_REDIS_FAILURES):
+            await self._redis_client.publish(self._keys.invalidations, b"clear")
+
+    async def follow_invalidations(self) -> None:
+        """Clear the first level whenever any process invalidates; run as a background task."""
+        if self._local is None:
+            return
+        while True:
+            pubsub = self._redis_client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._keys.invalidations)
+                # Entries read while unsubscribed may have missed a message.
+                self._local.clear()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._local.clear()
+            except _REDIS_FAILURES:
+                self._local.clear()
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(*_REDIS_FAILURES):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
         """Return if Redis answers within the operation timeout; else raise ``CacheUnavailable``."""
@@ -239,6 +283,8 @@ class RedisCache:
                                                        self._freshness[source].retention, claim))
         except _RedisDown:
             return False
+        if stored and self._local is not None:
+            self._local.put(self._keys.entry(source, key), Entry(value, stored_at))
         if not stored:
             self.counters.overtaken += 1
         return True

@@ -1,0 +1,70 @@
+"""The in-process first level: hot entries skip Redis, and an invalidation anywhere clears every worker's copy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from cache.local import LocalCache
+from cache.store import Entry
+from tests.cache.conftest import MakeCache
+
+
+class Loader:
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.calls = 0
+
+    async def __call__(self) -> object:
+        self.calls += 1
+        return self.value
+
+
+async def test_hot_entry_is_served_without_redis(make_cache: MakeCache, redis):
+    """Within the local ttl a repeated fetch is a hit that sends Redis no command."""
+    cache = make_cache(local_ttl=5.0)
+    load = Loader({"a": 1})
+    assert (await cache.fetch("sales", "k", (), load)).state == "miss"
+    before = (await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0)
+    for _ in range(20):
+        cached = await cache.fetch("sales", "k", (), load)
+        assert cached.state == "hit"
+        assert cached.value == {"a": 1}
+    after = (await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0)
+    assert after == before
+    assert load.calls == 1
+
+
+async def test_invalidation_reaches_every_process_within_a_second(make_cache: MakeCache):
+    """A tag dropped through one cache clears another cache's first level through pub/sub."""
+    first, second = make_cache(local_ttl=60.0), make_cache(local_ttl=60.0)
+    follower = asyncio.create_task(second.follow_invalidations())
+    try:
+        await asyncio.sleep(0.2)
+        await second.fetch("sales", "k", ("SO-1",), Loader("old"))
+        assert (await second.fetch("sales", "k", ("SO-1",), Loader("unused"))).state == "hit"
+        await first.invalidate_tags(["SO-1"])
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:
+            cached = await second.fetch("sales", "k", ("SO-1",), Loader("new"))
+            if cached.value == "new":
+                break
+            await asyncio.sleep(0.05)
+        assert cached.value == "new"
+        assert time.monotonic() - started < 1.5
+    finally:
+        follower.cancel()
+
+
+def test_local_entries_expire_and_stay_bounded():
+    """Entries leave after their ttl, and the oldest go first when the cache is full."""
+    now = [0.0]
+    local = LocalCache(ttl=1.0, max_entries=2, clock=lambda: now[0])
+    local.put("a", Entry(1, 0.0))
+    local.put("b", Entry(2, 0.0))
+    local.put("c", Entry(3, 0.0))
+    assert local.get("a") is None
+    assert local.get("c") == Entry(3, 0.0)
+    now[0] = 1.5
+    assert local.get("b") is None
+    assert len(local) == 1

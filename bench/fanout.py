@@ -1,0 +1,62 @@
+"""Fan-out cost: one order's federated answer vs the slowest of its source calls made alone."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from api.app import build_connectors, build_policies
+from api.settings import load_settings
+from federation.context import RequestContext
+from federation.gateway import Gateway
+from federation.orders import get_order
+from federation.policy import NullObserver
+
+
+async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+async def measure(env: Mapping[str, str], order_nos: list[str], rounds: int = 3) -> dict[str, float]:
+    """Median fan-out latency, median slowest single call, and their ratio (per order, then median)."""
+    settings = load_settings(env)
+    conns = build_connectors(settings)
+    for conn in conns.values():
+        await conn.open()
+    gateway = Gateway(conns, build_policies(settings, NullObserver()))
+    today = datetime.now(UTC).date()
+    wh, sales, acct = conns["warehouse"], conns["sales"], conns["accounting"]
+    fanouts: list[float] = []
+    slowest: list[float] = []
+    ratios: list[float] = []
+    try:
+        for _ in range(rounds):
+            for no in order_nos:
+                ctx = RequestContext.start("finance", 10)
+                fan = await _timed(lambda no=no, ctx=ctx: get_order(gateway, ctx, no, today))
+                order = await sales.order(no)
+                singles = [
+                    await _timed(lambda no=no: sales.order(no)),
+                    await _timed(lambda no=no: sales.order_lines(no)),
+                    await _timed(lambda order=order: sales.customers_by_id((order.customer_id,))),
+                    await _timed(lambda no=no: wh.shipped((no,))),
+                    await _timed(lambda no=no: acct.invoices_for_orders((no,), today)),
+                ]
+                fanouts.append(fan)
+                slowest.append(max(singles))
+                ratios.append(fan / max(singles))
+    finally:
+        for conn in conns.values():
+            await conn.close()
+    return {"fanout_p50_ms": statistics.median(fanouts) * 1000, "slowest_p50_ms": statistics.median(slowest) * 1000,
+            "ratio_p50": statistics.median(ratios)}
+
+
+def run(env: Mapping[str, str], order_nos: list[str]) -> dict[str, float]:
+    return asyncio.run(measure(env, order_nos))

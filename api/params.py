@@ -25,8 +25,14 @@ _CODE = re.compile(r"^[A-Za-z0-9_-]{1,8}$")
 _ACCT = re.compile(r"^[A-Za-z0-9_-]{1,10}$")
 _ORDER_NO = re.compile(r"^[A-Za-z0-9_./-]{1,20}$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,40}\Z")
 
 Parser = Callable[[str, str], Any]
+
+
+def is_printable(value: str) -> bool:
+    """No control characters; anything else, in any script, is fine."""
+    return _PRINTABLE.fullmatch(value) is not None
 
 
 def text(name: str, raw: str) -> str:
@@ -55,7 +61,8 @@ def boolean(name: str, raw: str) -> bool:
 
 
 def positive_int(name: str, raw: str) -> int:
-    if not re.fullmatch(r"\d{1,10}", raw.strip()):
+    # [0-9], not \d: int() would also read other scripts' digits ("١٢" is 12).
+    if not re.fullmatch(r"[0-9]{1,10}", raw.strip()):
         raise BadRequest(name, f"'{name}' must be a positive integer")
     value = int(raw)
     if not 0 < value <= 2**31 - 1:
@@ -64,7 +71,7 @@ def positive_int(name: str, raw: str) -> int:
 
 
 def limit(name: str, raw: str) -> int:
-    if not re.fullmatch(r"\d{1,4}", raw.strip()) or not 1 <= int(raw) <= MAX_LIMIT:
+    if not re.fullmatch(r"[0-9]{1,4}", raw.strip()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(name, f"'{name}' must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -73,9 +80,9 @@ def instant(name: str, raw: str) -> datetime:
     """A date (midnight UTC) or an ISO 8601 time; naive times are taken as UTC."""
     value = raw.strip()
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?", value):
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?", value):
             raise ValueError(value)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -114,7 +121,8 @@ def acct_no(name: str, raw: str) -> str:
 
 def sku(name: str, raw: str) -> str:
     value = canonical_sku(unquote(raw))
-    if value is None or not is_valid_sku(value):
+    # The SKU pattern's \d also matches fullwidth and other scripts' digits.
+    if value is None or not value.isascii() or not is_valid_sku(value):
         raise BadRequest(name, f"'{name}' must be a warehouse SKU such as WH-000123")
     return value
 
@@ -133,7 +141,9 @@ def parse_query(args: Mapping[str, list[str]], spec: Mapping[str, Parser]) -> di
         parser = spec.get(name)
         if parser is None:
             known = ", ".join(sorted(spec)) or "none"
-            raise BadRequest(name, f"unknown query parameter '{name}' (accepted: {known})")
+            # Name a typo back to its sender, but never reflect arbitrary text (markup, SQL) into a response.
+            shown = name if _PARAM_NAME.match(name) else "?"
+            raise BadRequest(shown, f"unknown query parameter '{shown}' (accepted: {known})")
         if len(raws) != 1:
             raise BadRequest(name, f"'{name}' may be given once")
         values[name] = parser(name, raws[0])
@@ -162,7 +172,13 @@ class Cursors:
             raise BadRequest("cursor", "'cursor' is malformed") from None
         if not mac or not hmac.compare_digest(mac, self._sign(payload)):
             raise BadRequest("cursor", "'cursor' is not a cursor this API issued")
-        data = orjson.loads(payload)
+        # Signed is not proof of well-formed: a leaked or old secret must still not reach a 500.
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise BadRequest("cursor", "'cursor' is malformed") from None
+        if not isinstance(data, dict) or "k" not in data:
+            raise BadRequest("cursor", "'cursor' is malformed")
         if data.get("s") != scope:
             raise BadRequest("cursor", "'cursor' belongs to another list or other filters")
         return data["k"]

@@ -34,9 +34,14 @@ def _ctx(request: Request) -> RequestContext:
     return ctx
 
 
+def _args(request: Request) -> dict[str, list[str]]:
+    # Sanic's request.args drops blank values, so `?bogus=` or `?limit=` would pass unseen.
+    return dict(request.get_args(keep_blank_values=True))
+
+
 def _paged(request: Request, route: str, spec: dict[str, p.Parser]) -> tuple[dict[str, Any], str, Any]:
     """Parsed parameters, the cursor scope, and the keyset position the cursor points at."""
-    values = p.parse_query(request.args, {**LIST, **spec})
+    values = p.parse_query(_args(request), {**LIST, **spec})
     scope = p.scope_of(route, values)
     after = request.app.ctx.cursors.decode(scope, values["cursor"]) if "cursor" in values else None
     return values, scope, after
@@ -51,13 +56,19 @@ def _key(value: Any, kind: type) -> Any:
     if value is None:
         return None
     if kind is tuple:
-        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
-                and isinstance(value[1], str)):
+        if not (isinstance(value, list) and len(value) == 2 and _sane(value[0], int) and _sane(value[1], str)):
             raise BadRequest("cursor", "'cursor' is malformed")
         return (value[0], value[1])
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not _sane(value, kind):
         raise BadRequest("cursor", "'cursor' is malformed")
     return value
+
+
+def _sane(value: Any, kind: type) -> bool:
+    """A keyset value the sources can take: a NUL, say, fails in PostgreSQL and would count against its breaker."""
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+    return isinstance(value, str) and 0 < len(value) <= 200 and p.is_printable(value)
 
 
 @v1.get("/locations", ctx_role="reader")
@@ -84,7 +95,7 @@ async def list_products(request: Request) -> HTTPResponse:
 @v1.get("/products/<sku:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("product"))
 async def get_product(request: Request, sku: str) -> HTTPResponse:
-    p.parse_query(request.args, {})
+    p.parse_query(_args(request), {})
     data = await products.get_product(request.app.ctx.gateway, _ctx(request), p.sku("sku", sku))
     return envelope(request, _ctx(request), data)
 
@@ -102,7 +113,7 @@ async def list_customers(request: Request) -> HTTPResponse:
 @v1.get("/customers/<customer_id:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("customer"))
 async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
-    p.parse_query(request.args, {})
+    p.parse_query(_args(request), {})
     ident = p.positive_int("id", unquote(customer_id))
     data = await customers.get_customer(request.app.ctx.gateway, _ctx(request), ident, _today())
     return envelope(request, _ctx(request), data)
@@ -123,7 +134,7 @@ async def list_orders(request: Request) -> HTTPResponse:
 @v1.get("/orders/<order_no:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("order"))
 async def get_order(request: Request, order_no: str) -> HTTPResponse:
-    p.parse_query(request.args, {})
+    p.parse_query(_args(request), {})
     data = await orders.get_order(request.app.ctx.gateway, _ctx(request), p.order_no("order_no", order_no), _today())
     return envelope(request, _ctx(request), data)
 

@@ -220,50 +220,60 @@ def _param(name: str, description: str, schema: dict[str, Any], location: str = 
     return d.Parameter(name, typed, location=location, description=description, required=required)
 
 
+# The patterns give the shape api/params.py accepts (it also forgives surrounding blanks and letter case),
+# so generated clients and fuzzers send values that reach the sources rather than a 400.
+_INSTANT = {"type": "string",
+            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                       r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"}
+_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+_LOCATION = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,8}$"}
 _LIST_PARAMS = [
     _param("limit", "Rows per page (1–500, default 50).", {"type": "integer", "minimum": 1, "maximum": 500}),
-    _param("cursor", "Opaque cursor from the previous page's `page.next_cursor`.", {"type": "string"}),
+    _param("cursor", "Opaque cursor from the previous page's `page.next_cursor`.",
+           {"type": "string", "pattern": "^[A-Za-z0-9_.=-]{1,512}$"}),
 ]
 _SINCE_UNTIL = [
-    _param("since", "Inclusive start: a date (midnight UTC) or an ISO 8601 time.", {"type": "string"}),
-    _param("until", "Exclusive end: a date (midnight UTC) or an ISO 8601 time.", {"type": "string"}),
+    _param("since", "Inclusive start: a date (midnight UTC) or an ISO 8601 time.", _INSTANT),
+    _param("until", "Exclusive end: a date (midnight UTC) or an ISO 8601 time.", _INSTANT),
 ]
 _BOOL = {"type": "string", "enum": ["true", "false"]}
 
 _OPERATIONS: dict[str, tuple[str, str, Any, bool, list[d.Parameter]]] = {
     "locations": ("List warehouse locations", "warehouse", list[Location], True, []),
     "products": ("List products with stock, list price and standard cost", "warehouse", list[ProductRow], True, [
-        _param("q", "Case-insensitive substring of the name or SKU.", {"type": "string", "maxLength": 100}),
-        _param("location", "Sum stock at this location only (items stocked there).", {"type": "string"}),
+        _param("q", "Case-insensitive substring of the name or SKU.",
+               {"type": "string", "minLength": 1, "maxLength": 100}),
+        _param("location", "Sum stock at this location only (items stocked there).", _LOCATION),
         _param("in_stock", "Only items with available > 0 (true) or <= 0 (false).", _BOOL),
         _param("active", "Only active (true) or inactive (false) items.", _BOOL),
     ]),
     "product": ("One product: stock per location, Sales title, price, sales figures, cost", "warehouse",
                 Product, False, [_param("sku", "Any spelling of a warehouse SKU, e.g. WH-000123 or wh-000123.",
-                                        {"type": "string"}, "path", True)]),
+                                        {"type": "string", "pattern": "^[Ww][Hh]-[0-9]{6}$"}, "path", True)]),
     "customers": ("List customers with their account status and open balance", "sales", list[CustomerRow], True, [
-        _param("q", "Case-insensitive substring of the name.", {"type": "string", "maxLength": 100}),
+        _param("q", "Case-insensitive substring of the name.", {"type": "string", "minLength": 1, "maxLength": 100}),
         _param("country", "ISO 3166 alpha-2 country code.", {"type": "string", "pattern": "^[A-Za-z]{2}$"}),
     ]),
     "customer": ("One customer with account, balances and order count", "sales", Customer, False,
-                 [_param("customer_id", "Sales customer id.", {"type": "integer", "minimum": 1}, "path", True)]),
+                 [_param("customer_id", "Sales customer id.", _ID, "path", True)]),
     "orders": ("List orders with totals", "sales", list[OrderRow], True, [
-        _param("customer_id", "Sales customer id.", {"type": "integer", "minimum": 1}),
+        _param("customer_id", "Sales customer id.", _ID),
         _param("status", "Order status.", {"type": "string", "enum": list(get_args(OrderStatus))}),
         *_SINCE_UNTIL,
     ]),
     "order": ("One order: lines, shipped quantities, fulfilment, invoices, payment status", "sales", Order, False,
-              [_param("order_no", "Sales order number, e.g. SO-2024-000042.", {"type": "string"}, "path", True)]),
+              [_param("order_no", "Sales order number, e.g. SO-2024-000042.",
+                      {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,20}$"}, "path", True)]),
     "invoices": ("List invoices with paid amount, balance and overdue flag (finance)", "accounting",
                  list[InvoiceRow], True, [
-                     _param("customer_id", "Sales customer id.", {"type": "integer", "minimum": 1}),
-                     _param("acct_no", "Accounting customer number, unpadded.", {"type": "string"}),
+                     _param("customer_id", "Sales customer id.", _ID),
+                     _param("acct_no", "Accounting customer number, unpadded.",
+                            {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,10}$"}),
                      _param("status", "Invoice status.", {"type": "string", "enum": ["open", "paid", "void"]}),
                      _param("overdue", "Only overdue (true) or not overdue (false) invoices.", _BOOL),
                  ]),
     "sold_items": ("Units sold per SKU in a period, with warehouse names and stock", "sales", list[SoldItem], True,
-                   [*_SINCE_UNTIL, _param("location", "Only orders shipped from this location.",
-                                          {"type": "string"})]),
+                   [*_SINCE_UNTIL, _param("location", "Only orders shipped from this location.", _LOCATION)]),
 }
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
-from sanic import Request, Sanic
+from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
-from sanic.response import BaseHTTPResponse
+from sanic.response import BaseHTTPResponse, file
 
 from api.admin import admin
 from api.auth import KeyRing
@@ -173,12 +173,21 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         request.ctx.role = role
         request.ctx.fed = RequestContext.start(role, settings.request_deadline)
 
+    async def local_oauth2_redirect(request: Request) -> HTTPResponse | None:
+        # sanic-ext fetches this page from a CDN on every anonymous call, synchronously and without a
+        # timeout, so one request could stall the event loop; serve swagger-ui-bundle's copy instead.
+        if request.route is not None and request.route.name.endswith(".openapi.oauth2-redirect"):
+            return await file(Path(swagger_ui_bundle.swagger_ui_path) / "oauth2-redirect.html",
+                              mime_type="text/html; charset=utf-8")
+        return None
+
     async def tag(request: Request, response: BaseHTTPResponse) -> None:
         response.headers["X-Request-ID"] = getattr(request.ctx, "request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
     app.register_middleware(identify, "request", priority=100)
     app.register_middleware(authorize, "request", priority=90)
+    app.register_middleware(local_oauth2_redirect, "request", priority=80)
     app.register_middleware(tag, "response")
     return app
 

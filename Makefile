@@ -7,7 +7,7 @@ SCALE  ?= 1
 SEED   ?= 42
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test lint stack-up stack-down seed bench clean
+.PHONY: venv demo test lint stack-up stack-down seed bench clean docs
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -33,6 +33,9 @@ lint: venv
 
 test: stack-up lint
 	$(BIN)/pytest
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: stack-up
 	@$(ENV) $(BIN)/python -m bench.run

@@ -36,7 +36,7 @@ def convert_rows(rows: Iterable[R], convert: Callable[[R], T | None], *, source:
 
 def cents(value: int | Decimal) -> Decimal:
     """Integer cents as a Decimal amount with two places (1250 -> 12.50)."""
-    return Decimal(int(value)).scaleb(-2)
+    return Decimal(int(value)) * CENT
 
 
 def decimal(value: Any) -> Decimal:
@@ -61,25 +61,23 @@ def money_amount(value: Any) -> Decimal:
 
 def line_total(qty: int, unit_price: Decimal, discount_pct: Decimal) -> Decimal:
     """qty × unit_price × (1 − discount_pct/100), rounded half-up to cents, exactly."""
-    return (Decimal(qty) * unit_price * (HUNDRED - discount_pct) / HUNDRED).quantize(CENT, ROUND_HALF_UP)
+    return (unit_price * qty * (HUNDRED - discount_pct) / HUNDRED).quantize(CENT, ROUND_HALF_UP)
 
 
-def yyyymmdd(value: int | None, *, source: str, what: str) -> date | None:
-    """An integer ``YYYYMMDD`` date; 0 means none; an impossible date is None with a warning."""
+def yyyymmdd(value: int | None) -> date | None:
+    """An integer ``YYYYMMDD`` date; 0 means none. Raises ValueError for an impossible date."""
     if value is None or value == 0:
         return None
     n = int(value)
-    try:
-        if n < 0:
-            raise ValueError("negative")
-        return date(n // 10000, n // 100 % 100, n % 100)
-    except ValueError:
-        log.warning("%s: %s has an impossible date %d; reported as none", source, what, n)
-        return None
+    if n < 0:
+        raise ValueError("negative date")
+    return date(n // 10000, n // 100 % 100, n % 100)
 
 
 def utc(value: Any) -> datetime | None:
     """A timestamp as aware UTC: naive values are UTC already; text is parsed; garbage is None."""
+    if type(value) is datetime and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)

@@ -104,14 +104,14 @@ class _Running:
         self.cancelled = False
 
     def cancel(self) -> None:
+        # Under the lock: the worker cannot close the cursor while SQLCancel uses it.
         with self.lock:
             self.cancelled = True
-            cursor = self.cursor
-        if cursor is not None:
-            try:
-                cursor.cancel()
-            except pyodbc.Error:
-                log.warning("%s: could not cancel a running statement", SOURCE)
+            if self.cursor is not None:
+                try:
+                    self.cursor.cancel()
+                except pyodbc.Error:
+                    log.warning("%s: could not cancel a running statement", SOURCE)
 
 
 class AccountingConnector:
@@ -203,7 +203,7 @@ class AccountingConnector:
 
             return await self._call(work)
 
-        return await keyset_page(fetch, lambda row: str(row[0]), lambda row: _invoice(row, day), after, limit,
+        return await keyset_page(fetch, lambda row: str(row[0]), _InvoiceReader(day), after, limit,
                                  source=SOURCE, what="invoice")
 
     async def invoices_for_orders(self, order_nos: Sequence[str], today: date) -> dict[str, list[Invoice]]:
@@ -220,7 +220,7 @@ class AccountingConnector:
 
         rows = await self._call(work) if keys else []
         found: dict[str, list[Invoice]] = {o: [] for o in wanted}
-        for invoice in convert_rows(rows, lambda row: _invoice(row, day), source=SOURCE, what="invoice"):
+        for invoice in convert_rows(rows, _InvoiceReader(day), source=SOURCE, what="invoice"):
             if invoice.order_no is not None:
                 found.setdefault(invoice.order_no, []).append(invoice)
         return found
@@ -338,13 +338,19 @@ class AccountingConnector:
             async with asyncio.timeout(self._login_timeout + self._query_timeout + _GUARD_MARGIN):
                 return await asyncio.shield(waiter)
         except TimeoutError as exc:
-            canceller.submit(running.cancel)
-            waiter.add_done_callback(_consume)
+            _abandon(canceller, running, waiter)
             raise SourceTimeout(SOURCE, "no answer in time") from exc
         except asyncio.CancelledError:
-            canceller.submit(running.cancel)
-            waiter.add_done_callback(_consume)
+            _abandon(canceller, running, waiter)
             raise
+
+
+def _abandon(canceller: concurrent.futures.ThreadPoolExecutor, running: _Running,
+             waiter: asyncio.Future[Any]) -> None:
+    """Nobody waits for this call any more: stop its statement (off the event loop) and drop its outcome."""
+    waiter.add_done_callback(_consume)
+    with contextlib.suppress(RuntimeError):  # the connector is closing; its threads finish on their own
+        canceller.submit(running.cancel)
 
 
 def _release_soon(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
@@ -393,23 +399,55 @@ def _account(row: Row) -> Account:
                    _money(overdue_bal, currency), int(open_count or 0))
 
 
-def _invoice(row: Row, today: int) -> Invoice:
-    invno, custno, ordref, invdt, duedt, currcd, amount, tax, status, paid = row
-    number = invno.strip()
-    if not number:
-        raise ValueError("blank INVNO")
-    currency = currcd.strip()
-    code = (status or "").strip().upper()
-    mapped = _INVOICE_STATUS.get(code)
-    if mapped is None:
-        log.warning("%s: invoice %s has unknown status %r", SOURCE, number, code)
-    balance = int(amount) - int(paid) if code == "O" else 0
-    overdue = code == "O" and balance > 0 and 0 < int(duedt) < today
-    what = f"invoice {number}"
-    return Invoice(number, custno.strip(), text_or_none(ordref),
-                   yyyymmdd(invdt, source=SOURCE, what=what), yyyymmdd(duedt, source=SOURCE, what=what),
-                   _money(amount, currency), _money(tax, currency), _money(paid, currency), _money(balance, currency),
-                   mapped, overdue)
+class _InvoiceReader:
+    """Builds invoices from rows; a page repeats few dates and many zero amounts, so those are built once."""
+
+    def __init__(self, today: int) -> None:
+        self.today = today
+        self.dates: dict[Any, date | None] = {}
+        self.zeros: dict[str, Money] = {}
+
+    def money(self, cents_value: Any, currency: str) -> Money:
+        if cents_value:
+            return Money(cents(cents_value), currency)
+        zero = self.zeros.get(currency)
+        if zero is None:
+            zero = self.zeros[currency] = Money(cents(0), currency)
+        return zero
+
+    def date(self, value: Any, invno: str) -> date | None:
+        try:
+            return self.dates[value]
+        except KeyError:
+            pass
+        try:
+            day = yyyymmdd(value)
+        except ValueError:
+            log.warning("%s: invoice %s (and maybe others) has an impossible date %s; reported as none",
+                        SOURCE, invno, value)
+            day = None
+        self.dates[value] = day
+        return day
+
+    def __call__(self, row: Row) -> Invoice:
+        invno, custno, ordref, invdt, duedt, currcd, amount, tax, status, paid = row
+        number = invno.strip()
+        if not number:
+            raise ValueError("blank INVNO")
+        currency = currcd.strip()
+        mapped = _INVOICE_STATUS.get(status)
+        if mapped is None:
+            code = (status or "").strip().upper()
+            mapped = _INVOICE_STATUS.get(code)
+            if mapped is None:
+                log.warning("%s: invoice %s has unknown status %r", SOURCE, number, code)
+        is_open = mapped == "open"
+        balance = int(amount) - int(paid) if is_open else 0
+        overdue = is_open and balance > 0 and 0 < int(duedt) < self.today
+        money = self.money
+        return Invoice(number, custno.strip(), ordref.strip() or None, self.date(invdt, number),
+                       self.date(duedt, number), money(amount, currency), money(tax, currency),
+                       money(paid, currency), money(balance, currency), mapped, overdue)
 
 
 def _std_cost(row: Row) -> tuple[str, Money] | None:

@@ -503,8 +503,11 @@ def _order_totals(lines: Rows) -> dict[str, Decimal | None]:
         if so_far is None:
             continue
         try:
-            totals[order_no] = so_far + line_total(int(qty), money_amount(unit_price),
-                                                   decimal(discount_pct).quantize(CENT))
+            try:
+                total = line_total(qty, unit_price, discount_pct)
+            except TypeError:  # SQLite hands back text (or floats); MariaDB hands back Decimal and int
+                total = line_total(int(qty), decimal(unit_price), decimal(discount_pct))
+            totals[order_no] = so_far + total
         except ROW_ERRORS:
             totals[order_no] = None
     return totals
@@ -514,7 +517,9 @@ def _order(pair: tuple[Any, Decimal | None]) -> Order | None:
     row, total = pair
     order_no, customer_id, status, ordered_at, ship_from, currency = row
     when = utc(ordered_at)
-    state = _ORDER_STATUSES.get(status.strip().lower()) if isinstance(status, str) else None
+    state = _ORDER_STATUSES.get(status)
+    if state is None and isinstance(status, str):
+        state = _ORDER_STATUSES.get(status.strip().lower())
     if when is None or state is None or total is None:
         log.warning("%s: order %s has an unreadable ordered_at, status or line; skipped", SOURCE, order_no)
         return None
@@ -527,11 +532,11 @@ def _order_line(row: Any) -> OrderLine:
     order_no, line_no, product_id, sku, title, qty, unit_price, discount_pct, currency = row
     if title is None:
         log.warning("%s: order %s line %s names a missing product %s", SOURCE, order_no, line_no, product_id)
-    price = money_amount(unit_price)
-    discount = decimal(discount_pct).quantize(CENT)
+    price, discount = decimal(unit_price), decimal(discount_pct)
     currency = currency.strip()
     return OrderLine(order_no, int(line_no), int(product_id), canonical_sku(sku), title or "", int(qty),
-                     Money(price, currency), discount, Money(line_total(int(qty), price, discount), currency))
+                     Money(price.quantize(CENT), currency), discount.quantize(CENT),
+                     Money(line_total(int(qty), price, discount), currency))
 
 
 def _product(row: Any) -> Product:

@@ -235,6 +235,8 @@ def _items_query(where: ItemFilter, after: str | None, limit: int) -> tuple[str,
         join = "LEFT JOIN stock s ON s.sku = i.sku"
     conds: list[str] = []
     if after is not None:
+        # repeated on stock so the merge join starts both index scans at the keyset position
+        join += " AND s.sku > %(after)s"
         conds.append("i.sku > %(after)s")
         params["after"] = after
     if where.q:

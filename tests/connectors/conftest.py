@@ -27,6 +27,21 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+def odbc_value(conn_str: str, key: str) -> str:
+    """The value of one key of an ODBC connection string."""
+    for part in conn_str.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().upper() == key.upper():
+            return value.strip()
+    raise KeyError(key)
+
+
+def odbc_with(conn_str: str, **values: str) -> str:
+    """The ODBC connection string with some keys replaced (or added)."""
+    keep = [p for p in conn_str.split(";") if p and p.partition("=")[0].strip().upper() not in values]
+    return ";".join([*keep, *(f"{k}={v}" for k, v in values.items())])
+
+
 async def create_sqlite_sales(path: Path) -> str:
     """An SQLite Sales database with the tables created from the connector's Core metadata."""
     url = f"sqlite+aiosqlite:///{path}"

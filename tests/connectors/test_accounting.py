@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -11,6 +12,7 @@ import pyodbc
 import pytest
 
 from connectors.accounting import AccountingConnector
+from connectors.errors import SourceTimeout
 from connectors.queries import InvoiceFilter
 from connectors.records import Account, Invoice, Money
 from deploy.legacy.schema import LegacyTargets
@@ -211,3 +213,27 @@ async def test_batched_lookup_is_one_statement_per_500_keys(empty_legacy: Legacy
     found = await connector.accounts(keys, TODAY)
     assert list(found) == ["C0000001"]
     assert len(connector.statements) == expected
+
+
+async def test_abandoned_statement_is_cancelled_on_the_server(empty_legacy: LegacyTargets,
+                                                              closing: Callable[[Any], None]) -> None:
+    """When a call times out, its statement is cancelled on the server instead of running on."""
+    connector = AccountingConnector(empty_legacy.accounting_odbc, max_workers=1, login_timeout=1.0,
+                                    query_timeout=1.0)
+    closing(connector)
+    await connector.open()
+    heavy = ("SELECT COUNT(*) FROM information_schema.columns a, information_schema.columns b, "
+             "information_schema.columns c")
+    with pytest.raises(SourceTimeout):
+        await connector._call(lambda cur: cur.execute(heavy).fetchall())
+    database = empty_legacy.accounting_odbc.split("DATABASE=")[1].split(";")[0]
+    with pyodbc.connect(empty_legacy.accounting_odbc, autocommit=True, timeout=5) as conn:
+        for _ in range(30):
+            running = conn.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? "
+                                   "AND INFO LIKE '%information_schema.columns a,%' AND ID <> CONNECTION_ID()",
+                                   database).fetchone()[0]
+            if running == 0:
+                break
+            await asyncio.sleep(0.1)
+    assert running == 0
+    await connector.ping()

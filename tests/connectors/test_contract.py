@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from connectors.errors import ConnectorError, PoolExhausted, SourceTimeout, SourceUnavailable
-from deploy.legacy.schema import LegacyTargets, _odbc_get, _odbc_set, odbc_server, sales_as_odbc
+from deploy.legacy.schema import LegacyTargets, odbc_server, sales_as_odbc
 from federation import ports
 from tests.connectors.conftest import (
     closed_port,
@@ -24,6 +24,8 @@ from tests.connectors.conftest import (
     make_accounting,
     make_sales,
     make_warehouse,
+    odbc_value,
+    odbc_with,
 )
 
 KINDS = ["warehouse", "sales-mariadb", "sales-sqlite", "accounting"]
@@ -86,7 +88,7 @@ def _kill_mariadb_sessions(odbc: str) -> Callable[[], None]:
     def kill() -> None:
         with pyodbc.connect(odbc_server(odbc), autocommit=True, timeout=5) as conn:
             ids = conn.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-                               _odbc_get(odbc, "DATABASE")).fetchall()
+                               odbc_value(odbc, "DATABASE")).fetchall()
             for (session,) in ids:
                 conn.execute(f"KILL CONNECTION {int(session)}")
     return kill
@@ -114,7 +116,7 @@ async def _kind(request: pytest.FixtureRequest, empty_legacy: LegacyTargets, tmp
                     lambda: make_sales(f"sqlite+aiosqlite:///{missing}"),
                     _lite_hold, None, ("no-such-dir",))
     odbc = empty_legacy.accounting_odbc
-    dead = _odbc_set(_odbc_set(odbc, "PORT", str(port)), "PWD", "s3cret")
+    dead = odbc_with(odbc, PORT=str(port), PWD="s3cret")
     return Kind("accounting", lambda **kw: make_accounting(odbc, **kw),
                 lambda: make_accounting(dead, login_timeout=1.0),
                 _acct_hold, _acct_slow, ("s3cret", str(port), "127.0.0.1", "DRIVER"), _kill_mariadb_sessions(odbc))

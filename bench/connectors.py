@@ -1,0 +1,343 @@
+"""Connector throughput against the raw drivers: a bulk keyset walk through each source.
+
+Run ``.venv/bin/python -m bench.connectors [--rows N] [--no-write]``. It creates throw-away
+``*_benchconn`` databases on the local stack, fills them, and reads them back page by page
+through each connector and through the bare driver running the same statements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import time
+import timeit
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyodbc
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from connectors._values import convert_rows
+from connectors.accounting import AccountingConnector, _InvoiceReader, _invoices_query, today_int
+from connectors.queries import InvoiceFilter, ItemFilter, OrderFilter
+from connectors.sales import (
+    _LINE_TOTAL_COLS,
+    _ORDER_COLS,
+    SalesConnector,
+    _order,
+    _order_totals,
+    customers,
+    order_lines,
+    orders,
+    products,
+)
+from connectors.warehouse import WarehouseConnector, _item_stock, _items_query
+from deploy.legacy.schema import LegacyTargets, create_all, drop_all
+
+PAGE = 500
+DISCOUNTS = (Decimal("0.00"), Decimal("0.00"), Decimal("5.00"), Decimal("12.50"), Decimal("33.33"))
+ROUNDS = 5
+TODAY = date(2024, 6, 15)
+REPO = Path(__file__).resolve().parents[1]
+SECTION = "Connectors"
+
+
+def targets() -> LegacyTargets:
+    if all(k in os.environ for k in ("BIZFED_WAREHOUSE_DSN", "BIZFED_SALES_URL", "BIZFED_ACCOUNTING_ODBC")):
+        return LegacyTargets.from_env(dict(os.environ))
+    from deploy.local import stack
+
+    return LegacyTargets.from_env(stack.up())
+
+
+# -- seeding -----------------------------------------------------------------
+
+def seed_warehouse(dsn: str, n: int, rnd: random.Random) -> None:
+    now = datetime(2024, 6, 1, tzinfo=UTC)
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO locations VALUES ('BCN1', 'Barcelona', 'Barcelona', 'ES', 'Europe/Madrid'), "
+                    "('NYC1', 'New York', 'New York', 'US', 'America/New_York'), "
+                    "('SGP1', 'Singapore', 'Singapore', 'SG', 'Asia/Singapore')")
+        with cur.copy("COPY items (sku, name, description, unit, weight_grams, active, updated_at) FROM STDIN") as cp:
+            for i in range(n):
+                cp.write_row((f"WH-{i:06d}", f"Item {i} Ñandú's", None if i % 3 else "desc", "EA",
+                              rnd.randint(1, 5000), i % 17 != 0, now))
+        with cur.copy("COPY stock (sku, location_code, on_hand, reserved, updated_at) FROM STDIN") as cp:
+            for i in range(n):
+                for loc in ("BCN1", "NYC1", "SGP1")[: 1 + i % 3]:
+                    on_hand = rnd.randint(0, 500)
+                    cp.write_row((f"WH-{i:06d}", loc, on_hand, rnd.randint(0, on_hand), now))
+        cur.execute("ANALYZE")
+
+
+async def seed_sales(url: str, n: int, rnd: random.Random) -> None:
+    engine = create_async_engine(url)
+    start = datetime(2023, 1, 1)
+    async with engine.begin() as conn:
+        n_customers, n_products = max(1, n // 10), max(1, n // 10)
+        await conn.execute(insert(customers), [
+            {"id": i, "name": f"Customer {i} O'Brien", "email": None, "country": "ES",
+             "created_at": start, "acct_no": f"C{i:07d}"} for i in range(1, n_customers + 1)])
+        await conn.execute(insert(products), [
+            {"id": i, "title": f"Product {i}", "sku": f"wh-{i:06d}" if i % 10 else None,
+             "list_price": Decimal(rnd.randint(1, 100000)) / 100, "currency": "EUR"} for i in range(1, n_products + 1)])
+        batch_orders: list[dict[str, Any]] = []
+        batch_lines: list[dict[str, Any]] = []
+        for i in range(1, n + 1):
+            no = f"SO-2024-{i:06d}"
+            batch_orders.append({"order_no": no, "customer_id": rnd.randint(1, n_customers), "status": "confirmed",
+                                 "ordered_at": start + timedelta(minutes=i), "ship_from": "BCN1", "currency": "EUR"})
+            for line in range(1, rnd.randint(1, 5) + 1):
+                batch_lines.append({"order_no": no, "line_no": line, "product_id": rnd.randint(1, n_products),
+                                    "qty": rnd.randint(1, 20), "unit_price": Decimal(rnd.randint(1, 100000)) / 100,
+                                    "discount_pct": rnd.choice(DISCOUNTS)})
+            if len(batch_orders) >= 10_000 or i == n:
+                await conn.execute(insert(orders), batch_orders)
+                await conn.execute(insert(order_lines), batch_lines)
+                batch_orders, batch_lines = [], []
+    await engine.dispose()
+
+
+def _insert_many(cur: pyodbc.Cursor, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+    marks = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), 500):
+        chunk = rows[start:start + 500]
+        cur.execute(f"INSERT INTO {table} VALUES " + ", ".join([marks] * len(chunk)),
+                    *[v for row in chunk for v in row])
+
+
+def seed_accounting(odbc: str, n: int, rnd: random.Random) -> None:
+    with pyodbc.connect(odbc, autocommit=True, timeout=10) as conn:
+        cur = conn.cursor()
+        n_customers = max(1, n // 10)
+        _insert_many(cur, "ARCUST", 5, [(f"C{i:07d}", f"CUSTOMER {i}", 1_000_000, "EUR", "A")
+                                        for i in range(1, n_customers + 1)])
+        invoices, payments = [], []
+        for i in range(1, n + 1):
+            amount = rnd.randint(100, 1_000_000)
+            status = rnd.choice("OOPPV")
+            invoices.append((f"INV{i:09d}", f"C{rnd.randint(1, n_customers):07d}", f"SO-2024-{i:06d}",
+                             20240101, rnd.choice((20240301, 20240701, 0)), "EUR", amount, amount // 5, status))
+            if status != "V" and i % 3:
+                payments.append((f"PAY{i:09d}", f"INV{i:09d}", 20240201, amount // 2, "BT"))
+        _insert_many(cur, "ARINVH", 9, invoices)
+        _insert_many(cur, "ARPAYM", 5, payments)
+        cur.execute("ANALYZE TABLE ARCUST, ARINVH, ARPAYM")
+
+
+# -- page by page --------------------------------------------------------------
+#
+# The machine is shared, so a whole walk is rarely undisturbed. Each page is timed on
+# its own, connector and raw driver alternately, and the best time of each page over
+# the rounds is kept: interference only ever adds time, never removes it.
+
+Page = Callable[[Any], Awaitable[tuple[int, Any]]]   # after -> (rows, last key)
+
+
+class Side:
+    """One way of reading a page (through the connector or straight through the driver)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.best: list[float] = []
+
+    async def time(self, i: int, after: Any) -> tuple[int, Any]:
+        started = time.perf_counter()
+        result = await self.page(after)
+        took = time.perf_counter() - started
+        if i == len(self.best):
+            self.best.append(took)
+        else:
+            self.best[i] = min(self.best[i], took)
+        return result
+
+
+async def measure(name: str, connector: Page, raw: Page, records: Callable[[], Any]) -> dict[str, Any]:
+    through, direct = Side(connector), Side(raw)
+    keys: list[Any] = [None]
+    rows = 0
+    while True:  # the first walk learns the keyset positions and warms both sides
+        count, last = await direct.time(len(keys) - 1, keys[-1])
+        raw_count, _ = await through.time(len(keys) - 1, keys[-1])
+        assert count == raw_count, f"{name}: connector read {raw_count} rows, raw driver {count}"
+        rows += count
+        if count < PAGE:
+            break
+        keys.append(last)
+    for round_no in range(ROUNDS):
+        for i, after in enumerate(keys):
+            first, second = (through, direct) if (round_no + i) % 2 else (direct, through)
+            await first.time(i, after)
+            await second.time(i, after)
+    c, d = rows / sum(through.best), rows / sum(direct.best)
+    build = per_row_us(records)
+    return {"name": name, "rows": rows, "connector": c, "raw": d, "ratio": c / d, "raw_us": 1e6 / d,
+            "records_us": build, "rest_us": 1e6 / c - 1e6 / d - build}
+
+
+def warehouse_pages(c: WarehouseConnector, conn: psycopg.AsyncConnection[Any]) -> tuple[Page, Page]:
+    async def connector(after: Any) -> tuple[int, Any]:
+        rows = await c.items(ItemFilter(), after, PAGE)
+        return len(rows), rows[-1].sku if rows else None
+
+    async def raw(after: Any) -> tuple[int, Any]:
+        rows = await (await conn.execute(*_items_query(ItemFilter(), after, PAGE))).fetchall()
+        return len(rows), rows[-1][0] if rows else None
+
+    return connector, raw
+
+
+def sales_pages(c: SalesConnector, conn: AsyncConnection) -> tuple[Page, Page]:
+    base = select(*_ORDER_COLS).order_by(orders.c.order_no)
+
+    async def connector(after: Any) -> tuple[int, Any]:
+        rows = await c.orders(OrderFilter(), after, PAGE)
+        return len(rows), rows[-1].order_no if rows else None
+
+    async def raw(after: Any) -> tuple[int, Any]:
+        stmt = base.limit(PAGE) if after is None else base.where(orders.c.order_no > after).limit(PAGE)
+        heads = (await conn.execute(stmt)).all()
+        nos = [h[0] for h in heads]
+        (await conn.execute(select(*_LINE_TOTAL_COLS).where(order_lines.c.order_no.in_(nos)))).all()
+        return len(heads), nos[-1] if nos else None
+
+    return connector, raw
+
+
+def accounting_pages(c: AccountingConnector, cur: pyodbc.Cursor) -> tuple[Page, Page]:
+    where = InvoiceFilter(today=TODAY)
+
+    async def connector(after: Any) -> tuple[int, Any]:
+        rows = await c.invoices(where, after, PAGE)
+        return len(rows), rows[-1].invno if rows else None
+
+    async def raw(after: Any) -> tuple[int, Any]:
+        # blocking on purpose: the bare driver, without even a thread hop
+        sql, params = _invoices_query(where, today_int(TODAY), after, PAGE)
+        rows = cur.execute(sql, *params).fetchall()
+        return len(rows), rows[-1][0] if rows else None
+
+    return connector, raw
+
+
+async def warehouse_records(conn: psycopg.AsyncConnection[Any]) -> Callable[[], Any]:
+    rows = await (await conn.execute(*_items_query(ItemFilter(), None, PAGE))).fetchall()
+    return lambda: convert_rows(rows, _item_stock, source="bench", what="item")
+
+
+async def sales_records(conn: AsyncConnection) -> Callable[[], Any]:
+    heads = (await conn.execute(select(*_ORDER_COLS).order_by(orders.c.order_no).limit(PAGE))).all()
+    lines = (await conn.execute(select(*_LINE_TOTAL_COLS)
+                                .where(order_lines.c.order_no.in_([h[0] for h in heads])))).all()
+
+    def build() -> Any:
+        totals = _order_totals(lines)
+        return convert_rows([(h, totals.get(h[0], Decimal("0.00"))) for h in heads], _order, source="bench",
+                            what="order")
+    return build
+
+
+def accounting_records(cur: pyodbc.Cursor) -> Callable[[], Any]:
+    sql, params = _invoices_query(InvoiceFilter(today=TODAY), today_int(TODAY), None, PAGE)
+    rows = cur.execute(sql, *params).fetchall()
+    return lambda: convert_rows(rows, _InvoiceReader(today_int(TODAY)), source="bench", what="invoice")
+
+
+def per_row_us(build: Callable[[], Any]) -> float:
+    """Best time to turn one fetched page into records, per row."""
+    n = len(build())
+    return min(timeit.repeat(build, number=1, repeat=10 * ROUNDS)) / n * 1e6
+
+
+async def bench(rows: int) -> list[dict[str, Any]]:
+    t = targets().renamed("benchconn")
+    print(f"creating and seeding throw-away databases ({rows} rows per source) ...", flush=True)
+    create_all(t, drop=True)
+    try:
+        rnd = random.Random(7)
+        seed_warehouse(t.warehouse_dsn, rows, rnd)
+        await seed_sales(t.sales_url, rows, rnd)
+        seed_accounting(t.accounting_odbc, rows, rnd)
+        print("measuring ...", flush=True)
+        results = []
+        wh = WarehouseConnector(t.warehouse_dsn, query_timeout=60, connect_timeout=5)
+        await wh.open()
+        async with await psycopg.AsyncConnection.connect(t.warehouse_dsn, autocommit=True) as pg:
+            results.append(await measure("warehouse items (stock summed)", *warehouse_pages(wh, pg),
+                                         await warehouse_records(pg)))
+        await wh.close()
+        sa = SalesConnector(t.sales_url, pool_size=4, query_timeout=60, connect_timeout=5)
+        await sa.open()
+        engine = create_async_engine(t.sales_url)
+        async with engine.connect() as my:
+            results.append(await measure("sales orders (+ batched lines, totals)", *sales_pages(sa, my),
+                                         await sales_records(my)))
+        await engine.dispose()
+        await sa.close()
+        ac = AccountingConnector(t.accounting_odbc, max_workers=4, login_timeout=5, query_timeout=60)
+        await ac.open()
+        with pyodbc.connect(t.accounting_odbc, autocommit=True, timeout=10) as odbc:
+            cur = odbc.cursor()
+            results.append(await measure("accounting invoices (+ paid)", *accounting_pages(ac, cur),
+                                         accounting_records(cur)))
+        await ac.close()
+        return results
+    finally:
+        drop_all(t)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| bulk read (keyset pages of 500) | rows | connector rows/s | raw driver rows/s | ratio "
+             "| µs/row: raw fetch | + building records | + everything else |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['rows']} | {r['connector']:,.0f} | {r['raw']:,.0f} | {r['ratio']:.2f}× "
+                     f"| {r['raw_us']:.1f} | {r['records_us']:.1f} | {r['rest_us']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_section(results: list[dict[str, Any]], rows: int) -> None:
+    path = REPO / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    body = (f"## {SECTION}\n\n"
+            "Command: `.venv/bin/python -m bench.connectors` (local stack; throw-away `*_benchconn` databases,\n"
+            f"{rows} items / orders / invoices). Each connector walks its whole list in keyset pages of {PAGE}\n"
+            "and builds records; the raw driver (psycopg / SQLAlchemy Core rows / pyodbc) runs the same\n"
+            "statements on one connection and only fetches tuples. Each page is timed alone, connector and raw\n"
+            f"alternately, best of {ROUNDS} rounds per page (the machine is shared; interference only adds time).\n"
+            "Target: connector ≥ 0.8× raw. The last three columns split the connector's time per row: the\n"
+            "raw fetch, building the frozen records (timed alone on one fetched page), and everything else\n"
+            "(pool checkout, pre-ping, thread hop, timeouts).\n\n"
+            f"{table(results)}\n\n"
+            f"Measured {datetime.now(UTC):%Y-%m-%d} on the development machine; absolute rates vary, "
+            "the ratio is the point.\n")
+    pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + body
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000, help="items, orders and invoices to seed")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    results = asyncio.run(bench(args.rows))
+    print(table(results))
+    if not args.no_write:
+        write_section(results, args.rows)
+        print("wrote the Connectors section of BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,7 @@ _ACCOUNT_STATUS: dict[str, AccountStatus] = {"A": "active", "H": "on_hold", "X":
 # SQLSTATEs and native error numbers (MariaDB's ODBC driver puts "(NNNN)" in the message).
 _TIMEOUT_STATES = frozenset({"HYT00", "HY008", "HY018"})
 _TIMEOUT_NATIVE = frozenset({1317, 1969, 3024, 1205})
-_GONE_NATIVE = frozenset({1040, 1053, 2002, 2003, 2006, 2013, 2055, 4031})
+_GONE_NATIVE = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031, 5013, 5014})
 _NATIVE_RE = re.compile(r"\((\d{4})\)")
 
 # Paid per invoice, as a correlated subquery: it uses ARPAYM (INVNO) row by row
@@ -114,6 +114,19 @@ class _Running:
                     log.warning("%s: could not cancel a running statement", SOURCE)
 
 
+class _Session:
+    """A connection with the one cursor reused on it, so a repeated statement stays prepared."""
+
+    def __init__(self, conn: pyodbc.Connection) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
+
+    def close(self) -> None:
+        with contextlib.suppress(pyodbc.Error):
+            self.cursor.close()
+        _close_quietly(self.conn)
+
+
 class AccountingConnector:
     """Reads accounts, invoices, payments and item costs; aggregates are computed by the database."""
 
@@ -130,7 +143,7 @@ class AccountingConnector:
         self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
-        self._idle: list[pyodbc.Connection] = []
+        self._idle: list[_Session] = []
         self._connections = 0
         self._busy = 0
         self._waiting = 0
@@ -160,8 +173,8 @@ class AccountingConnector:
         with self._lock:
             idle, self._idle = self._idle, []
             self._connections -= len(idle)
-        for conn in idle:
-            _close_quietly(conn)
+        for session in idle:
+            session.close()
 
     async def ping(self) -> None:
         def work(cur: pyodbc.Cursor) -> None:
@@ -247,14 +260,14 @@ class AccountingConnector:
         conn.timeout = max(1, math.ceil(self._query_timeout))
         return conn
 
-    def _checkout(self, *, fresh: bool = False) -> tuple[pyodbc.Connection, bool]:
-        """A connection for this thread, and whether it was reused from the idle list."""
+    def _checkout(self, *, fresh: bool = False) -> tuple[_Session, bool]:
+        """A session for this thread, and whether it was reused from the idle list."""
         with self._lock:
             if self._idle and not fresh:
                 return self._idle.pop(), True
             self._connections += 1
         try:
-            return self._connect(), False
+            return _Session(self._connect()), False
         except pyodbc.Error as exc:
             with self._lock:
                 self._connections -= 1
@@ -264,53 +277,51 @@ class AccountingConnector:
                 self._connections -= 1
             raise
 
-    def _checkin(self, conn: pyodbc.Connection, *, keep: bool) -> None:
+    def _checkin(self, session: _Session, *, keep: bool) -> None:
         with self._lock:
             if keep and self._executor is not None:
-                self._idle.append(conn)
+                self._idle.append(session)
                 return
             self._connections -= 1
-        _close_quietly(conn)
+        session.close()
 
     def _in_thread(self, work: Work[T], running: _Running) -> T:
         with self._lock:
             self._busy += 1
         try:
-            conn, reused = self._checkout()
+            session, reused = self._checkout()
             try:
-                return self._attempt(conn, work, running)
+                return self._attempt(session, work, running)
             except SourceUnavailable:
                 if not reused or running.cancelled:
                     raise
             # The server dropped an idle connection (restart, wait_timeout). Every statement
             # here is a read, so one retry on a fresh connection is safe.
-            conn, _ = self._checkout(fresh=True)
-            return self._attempt(conn, work, running)
+            session, _ = self._checkout(fresh=True)
+            return self._attempt(session, work, running)
         finally:
             with self._lock:
                 self._busy -= 1
 
-    def _attempt(self, conn: pyodbc.Connection, work: Work[T], running: _Running) -> T:
-        keep = True
+    def _attempt(self, session: _Session, work: Work[T], running: _Running) -> T:
+        ok = False
         try:
-            cursor = conn.cursor()
             with running.lock:
-                running.cursor = cursor
+                running.cursor = session.cursor
             try:
                 if running.cancelled:
                     raise SourceTimeout(SOURCE, "no answer in time")
-                return work(cursor)
+                result = work(session.cursor)
             finally:
                 with running.lock:
                     running.cursor = None
-                with contextlib.suppress(pyodbc.Error):
-                    cursor.close()
+            ok = True
+            return result
         except pyodbc.Error as exc:
-            error = _classify(exc, cancelled=running.cancelled)
-            keep = not isinstance(error, SourceUnavailable)
-            raise error from exc
+            raise _classify(exc, cancelled=running.cancelled) from exc
         finally:
-            self._checkin(conn, keep=keep)
+            # after any failure the session starts afresh: a cancelled or broken cursor is not worth reviving
+            self._checkin(session, keep=ok)
 
     async def _call(self, work: Work[T]) -> T:
         executor, slots, canceller = self._executor, self._slots, self._canceller

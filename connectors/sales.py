@@ -82,7 +82,7 @@ _ZERO = Decimal("0.00")
 
 # MySQL/MariaDB error numbers that mean "too slow" and "connection gone".
 _TIMEOUT_CODES = frozenset({1317, 1969, 3024, 1205})
-_GONE_CODES = frozenset({1040, 1053, 2002, 2003, 2006, 2013, 2055, 4031})
+_GONE_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 
 
 class ExactDecimal(TypeDecorator[Decimal]):

@@ -258,6 +258,13 @@ class AccountingConnector:
         conn = pyodbc.connect(self._odbc, autocommit=True, timeout=max(1, math.ceil(self._login_timeout)))
         # Honoured by drivers that implement SQL_ATTR_QUERY_TIMEOUT; _call cancels the rest.
         conn.timeout = max(1, math.ceil(self._query_timeout))
+        if "maodbc" in str(conn.getinfo(pyodbc.SQL_DRIVER_NAME)).lower():
+            # MariaDB Connector/ODBC 3.1 garbles text exchanged as UTF-16 (pyodbc's default): a
+            # character whose UTF-16 low byte is D8-DB (Ø, Ù, many CJK) loses the character after it.
+            # As UTF-8, the connection's own charset, every code point round-trips.
+            conn.setencoding(encoding="utf-8")
+            conn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+            conn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
         return conn
 
     def _checkout(self, *, fresh: bool = False) -> tuple[_Session, bool]:

@@ -25,6 +25,7 @@ ARCUST = [  # CUSTNO, CUSTNM, CRLIMIT, CURRCD, STATUS
     ("C0000003", "CLOSED CO", 0, "EUR", "X"),
     ("C0000004", "ODD STATUS LTD", 1, "EUR", "Q"),
     ("C0000005", "NO INVOICES", 2500, "EUR", "A"),
+    ("C0000006", "ØRSTED ÙÚÛ ǘ 東京 D'ÅRBY", 0, "DKK", "A"),
 ]
 ARINVH = [  # INVNO, CUSTNO, ORDREF, INVDT, DUEDT, CURRCD, AMTCENTS, TAXCENTS, STATUS
     ("INV000000001", "C0000001", "SO-2024-000001", 20240110, 20240209, "EUR", 11500, 1995, "O"),
@@ -52,6 +53,8 @@ ICITEM = [("WH-000001" + " " * 11, 1234, 20240101), ("WH-000002", 5, 0)]
 @pytest.fixture(name="rows", scope="module", autouse=True)
 def _rows(empty_legacy: LegacyTargets) -> None:
     with pyodbc.connect(empty_legacy.accounting_odbc, autocommit=True, timeout=5) as conn:
+        # text as UTF-8: MariaDB's ODBC driver garbles some characters sent as UTF-16
+        conn.setencoding(encoding="utf-8")
         cur = conn.cursor()
         cur.executemany("INSERT INTO ARCUST VALUES (?, ?, ?, ?, ?)", ARCUST)
         cur.executemany("INSERT INTO ARINVH VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ARINVH)
@@ -78,6 +81,13 @@ async def test_account_balances_follow_the_legacy_rules(accounting: AccountingCo
                                         eur("0.00"), 0)
     assert "C9999999" not in found
     assert str(found["C0000003"].open_balance.amount) == "0.00"
+
+
+async def test_names_survive_every_script(accounting: AccountingConnector) -> None:
+    """Account names come back exactly, including characters the driver's UTF-16 path would garble."""
+    found = await accounting.accounts(["C0000006"], TODAY)
+    assert found["C0000006"].name == "ØRSTED ÙÚÛ ǘ 東京 D'ÅRBY"
+    assert found["C0000006"].credit_limit == eur("0.00", "DKK")
 
 
 async def test_unknown_account_status_is_none_and_row_kept(accounting: AccountingConnector,

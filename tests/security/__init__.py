@@ -1,0 +1,1 @@
+"""Security tests: access rules, hostile input, cache isolation, rate limits, keys and fuzzing."""

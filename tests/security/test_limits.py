@@ -1,0 +1,88 @@
+"""Size and time limits: bodies, headers, query strings and slow clients; a 500 tells only its request id."""
+
+from __future__ import annotations
+
+import socket
+import time
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import orjson
+
+from api.params import MAX_LIMIT
+from api.problems import to_problem
+from tests.security.support import check_problem
+from tests.servers import KEYS, Server
+
+ADMIN = {"Authorization": f"Bearer {KEYS['admin']}"}
+# The server's REQUEST_TIMEOUT (api/app.py) is 10 s; allow it generous slack on a busy machine.
+SLOW_CLIENT_BOUND = 25.0
+
+
+def test_oversize_body_is_413(server: Server) -> None:
+    """A cache invalidation body over the 64 KiB limit is refused with a 413 problem, sized or chunked."""
+    body = orjson.dumps({"tags": ["t" * 50] * 2000})
+    assert len(body) > 64 * 1024
+    response = httpx.post(server.base + "/v1/cache/invalidate", content=body, timeout=30,
+                          headers={**ADMIN, "Content-Type": "application/json"})
+    check_problem(response, 413)
+    chunked = httpx.post(server.base + "/v1/cache/invalidate", content=iter([body[:40_000], body[40_000:]]),
+                         timeout=30, headers={**ADMIN, "Content-Type": "application/json"})
+    check_problem(chunked, 413)
+
+
+def test_huge_header_is_refused(server: Server) -> None:
+    """A 20 KB header gets a 4xx, before any key check or handler runs."""
+    response = httpx.get(server.base + "/v1/locations", headers={**ADMIN, "X-Padding": "p" * 20_000}, timeout=30)
+    assert 400 <= response.status_code < 500, response.status_code
+    many = {f"X-H{n}": "v" * 100 for n in range(150)}
+    response = httpx.get(server.base + "/v1/locations", headers={**ADMIN, **many}, timeout=30)
+    assert 400 <= response.status_code < 500, response.status_code
+
+
+def test_overlong_query_string_is_refused(server: Server) -> None:
+    """An overlong query string gets a 4xx problem; a long but legal one is judged by its parameters."""
+    check_problem(httpx.get(server.base + "/v1/products?q=" + "a" * 9_000, headers=ADMIN, timeout=30), (413, 414))
+    check_problem(httpx.get(server.base + "/v1/products?q=" + "a" * 2_000, headers=ADMIN, timeout=30), 400)
+    many = "&".join(f"p{n}=1" for n in range(500))
+    check_problem(httpx.get(server.base + "/v1/products?" + many, headers=ADMIN, timeout=30), 400)
+
+
+def test_limit_and_filters_are_bounded(server: Server) -> None:
+    """limit above the maximum or below 1, and text filters over 100 characters, are 400s."""
+    for params in ({"limit": MAX_LIMIT + 1}, {"limit": 0}, {"limit": -1}, {"limit": 10**12}, {"q": "x" * 101}):
+        check_problem(httpx.get(server.base + "/v1/customers", params=params, headers=ADMIN, timeout=30), 400)
+    page = httpx.get(server.base + "/v1/customers", params={"limit": MAX_LIMIT}, headers=ADMIN, timeout=30)
+    assert page.status_code == 200
+    assert len(page.json()["data"]) <= MAX_LIMIT
+
+
+def test_slow_client_is_cut_off(server: Server) -> None:
+    """A client that sends half a request and then nothing is disconnected after the request timeout."""
+    host, _, port = server.base.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(port)), timeout=SLOW_CLIENT_BOUND + 5) as conn:
+        conn.sendall(b"GET /v1/locations HTTP/1.1\r\nHost: bizfed\r\nAuthorization: Bearer ")
+        started = time.monotonic()
+        received = b""
+        while chunk := conn.recv(4096):
+            received += chunk
+        waited = time.monotonic() - started
+    assert waited < SLOW_CLIENT_BOUND, f"the half-sent request held a connection for {waited:.0f}s"
+    assert not received or received.startswith(b"HTTP/1.1 408"), received[:100]
+
+
+def test_a_500_names_only_its_request_id() -> None:
+    """An unexpected error becomes a 500 problem whose only specifics are the request id: no message, no trace."""
+    request = cast(Any, SimpleNamespace(ctx=SimpleNamespace(request_id="rid-123")))
+    secret = "postgresql://bizfed:hunter2@db.internal:5432/warehouse SELECT * FROM items"
+    response = to_problem(request, RuntimeError(secret))
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    body = orjson.loads(response.body or b"{}")
+    assert set(body) == {"type", "title", "status", "detail", "request_id"}
+    assert body["request_id"] == "rid-123"
+    assert "rid-123" in body["detail"]
+    text = (response.body or b"").decode()
+    for secret_part in ("hunter2", "db.internal", "SELECT", "RuntimeError", "Traceback"):
+        assert secret_part not in text

@@ -40,11 +40,10 @@ async def measure(env: Mapping[str, str], order_nos: list[str], rounds: int = 3)
             for no in order_nos:
                 ctx = RequestContext.start("finance", 10)
                 fan = await _timed(lambda no=no, ctx=ctx: get_order(gateway, ctx, no, today))
-                order = await sales.order(no)
                 singles = [
                     await _timed(lambda no=no: sales.order(no)),
                     await _timed(lambda no=no: sales.order_lines(no)),
-                    await _timed(lambda order=order: sales.customers_by_id((order.customer_id,))),
+                    await _timed(lambda no=no: sales.order_customer(no)),
                     await _timed(lambda no=no: wh.shipped((no,))),
                     await _timed(lambda no=no: acct.invoices_for_orders((no,), today)),
                 ]
@@ -60,3 +59,25 @@ async def measure(env: Mapping[str, str], order_nos: list[str], rounds: int = 3)
 
 def run(env: Mapping[str, str], order_nos: list[str]) -> dict[str, float]:
     return asyncio.run(measure(env, order_nos))
+
+
+def run_with_network_delay(env: Mapping[str, str], order_nos: list[str], delay: float) -> dict[str, float]:
+    """The same measurement with every source behind a proxy adding ``delay`` seconds each way,
+    as a WAN between an office and headquarters would."""
+    from deploy.local.faultproxy import FaultProxy
+    from tests.servers import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_with_port
+
+    proxies = [FaultProxy("127.0.0.1", dsn_port(env["BIZFED_WAREHOUSE_DSN"])).start(),
+               FaultProxy("127.0.0.1", odbc_port(env["BIZFED_ACCOUNTING_ODBC"])).start(),
+               FaultProxy("127.0.0.1", odbc_port(env["BIZFED_ACCOUNTING_ODBC"])).start()]
+    try:
+        for proxy in proxies:
+            proxy.latency(delay)
+        delayed = {**env,
+                   "BIZFED_WAREHOUSE_DSN": dsn_with_port(env["BIZFED_WAREHOUSE_DSN"], proxies[0].port),
+                   "BIZFED_SALES_URL": url_with_port(env["BIZFED_SALES_URL"], proxies[1].port),
+                   "BIZFED_ACCOUNTING_ODBC": odbc_with_port(env["BIZFED_ACCOUNTING_ODBC"], proxies[2].port)}
+        return asyncio.run(measure(delayed, order_nos, rounds=1))
+    finally:
+        for proxy in proxies:
+            proxy.stop()

@@ -76,6 +76,9 @@ class Sales(Source, Protocol):
 
     async def customers_by_id(self, ids: Sequence[int]) -> dict[int, Customer]: ...
 
+    async def order_customer(self, order_no: str) -> Customer | None:
+        """The customer of one order, by order number, so it can be asked alongside the order."""
+
     async def customers_by_acct(self, acct_nos: Sequence[str]) -> dict[str, Customer]:
         """acct_no -> the customer with that account (lowest id when several)."""
 

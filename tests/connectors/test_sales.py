@@ -150,6 +150,16 @@ async def test_customers_by_id_and_by_account(sales: SalesConnector) -> None:
     assert {k: v.id for k, v in by_acct.items()} == {"C0000001": 1, "C0000002": 2}
 
 
+async def test_order_customer_is_found_by_order_number(sales: SalesConnector) -> None:
+    """An order's customer comes from the order number alone; an unknown order has none."""
+    order = await sales.order("SO-2024-000002")
+    assert order is not None
+    customer = await sales.order_customer("SO-2024-000002")
+    assert customer is not None
+    assert customer.id == order.customer_id
+    assert await sales.order_customer("SO-1999-000001") is None
+
+
 async def test_order_stats_count_every_order(sales: SalesConnector) -> None:
     """Order stats count a customer's orders and the latest time; a customer without orders gets zero."""
     stats = await sales.order_stats([2, 4])

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -30,6 +31,24 @@ def render(root: Path, listen_port: int, upstream_ports: Sequence[int], *, max_f
                         for port in upstream_ports)
     return (TEMPLATE.read_text().replace("@ROOT@", str(root)).replace("@LISTEN@", f"127.0.0.1:{listen_port}")
             .replace("@SERVERS@", servers))
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One line of the access log: when, the status sent, and each upstream tried with its status."""
+
+    at: float
+    status: int
+    upstreams: tuple[str, ...]
+    upstream_statuses: tuple[str, ...]
+    seconds: float
+    request: str
+
+    @classmethod
+    def parse(cls, line: str) -> Access:
+        at, status, addrs, statuses, seconds, request = line.split("|", 5)
+        return cls(float(at), int(status), tuple(a.strip() for a in addrs.split(",") if a.strip()),
+                   tuple(s.strip() for s in statuses.split(",") if s.strip()), float(seconds), request)
 
 
 class Balancer:
@@ -85,9 +104,11 @@ class Balancer:
         path = self.root / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def access_log(self) -> list[str]:
+    def access_log(self) -> list[Access]:
+        """Every request nginx logged so far, oldest first."""
         path = self.root / "access.log"
-        return path.read_text(errors="replace").splitlines() if path.exists() else []
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return [Access.parse(line) for line in lines if line.count("|") >= 5]
 
     def __enter__(self) -> Balancer:
         return self.start()

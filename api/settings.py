@@ -54,7 +54,7 @@ class Settings:
     warehouse_pool: int = 10
     sales_pool: int = 10
     accounting_workers: int = 4
-    bulkhead_wait: float = 0.2
+    bulkhead_wait: float = 1.0     # a busy but healthy source is worth a short queue
     breaker_fail_max: int = 5
     breaker_reset: float = 10.0
     retry_attempts: int = 2

@@ -32,16 +32,18 @@ def _body(request: Request) -> dict[str, Any]:
 @openapi.definition(
     summary="Drop cached entries by tag (a SKU, an order number, customer:<id>, an account), by source, or by key",
     tag="operations", secured={"bearer": []},
-    body={"application/json": {"type": "object", "properties": {
-        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_TAGS},
+    body={"application/json": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                               "dependentRequired": {"key": ["source"]}, "properties": {
+        "tags": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 100},
+                 "minItems": 1, "maxItems": MAX_TAGS},
         "source": {"type": "string", "enum": list(SOURCES)},
-        "key": {"type": "string"}}}},
+        "key": {"type": "string", "maxLength": 200}}}},
 )
 async def invalidate(request: Request) -> HTTPResponse:
     body = _body(request)
     cache = getattr(request.app.ctx, "cache", None)
     tags, source, key = body.get("tags"), body.get("source"), body.get("key")
-    if tags is not None and (not isinstance(tags, list) or not 0 < len(tags) <= MAX_TAGS
+    if "tags" in body and (not isinstance(tags, list) or not 0 < len(tags) <= MAX_TAGS
                              or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tags)):
         raise BadRequest("tags", f"'tags' must be a list of 1 to {MAX_TAGS} short strings")
     if source is not None and source not in SOURCES:

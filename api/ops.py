@@ -9,6 +9,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
+from api.params import parse_query
 from api.responses import dumps, json_response
 from federation.sources import source_states
 
@@ -58,6 +59,7 @@ async def ready(request: Request) -> HTTPResponse:
 @openapi.definition(summary="Each source's and the cache's state: up/down, breaker, latency, errors",
                     tag="operations", secured={"bearer": []})
 async def sources(request: Request) -> HTTPResponse:
+    parse_query(request.args, {})
     states = await _states(request)
     return json_response(request, dumps({"data": states, "meta": {"sources": {}, "partial": False}}), "no-store")
 

@@ -31,6 +31,7 @@ class RateLimiter:
         self._window = window
         self._prefix = prefix
         self.fail_opens = 0
+        self.failing_open = False
 
     async def check(self, key_digest: str) -> Verdict:
         """Count one request for ``key_digest`` (a hash, never the key) and judge it."""
@@ -44,8 +45,13 @@ class RateLimiter:
                 count, _ = await pipe.execute()
         except (RedisError, OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: uvloop, closed socket
             self.fail_opens += 1
-            log.warning("rate limit not enforced: Redis unavailable (%s)", type(exc).__name__)
+            if not self.failing_open:
+                log.warning("rate limit not enforced while Redis is unavailable (%s)", type(exc).__name__)
+            self.failing_open = True
             return Verdict(True)
+        if self.failing_open:
+            log.info("rate limit enforced again: Redis answers")
+            self.failing_open = False
         if int(count) > self._limit:
             return Verdict(False, retry_after=max(1, int((slot + 1) * self._window - now + 0.999)), remaining=0)
         return Verdict(True, remaining=self._limit - int(count))

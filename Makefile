@@ -7,7 +7,7 @@ SCALE  ?= 1
 SEED   ?= 42
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test lint stack-up stack-down seed bench clean docs fuzz
+.PHONY: venv demo test lint stack-up stack-down seed bench clean docs fuzz replicas office
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -52,6 +52,14 @@ fuzz: stack-up
 
 bench: stack-up
 	@$(ENV) $(BIN)/python -m bench.run
+
+# Three replicas behind nginx on one Redis: shared cache and breaker, a SIGKILL under wrk, a SIGTERM.
+replicas: stack-up
+	@$(ENV) $(BIN)/python -m bench.replicas
+
+# An office bizfed + Redis over a 150 ms link to HQ (network namespaces as root), then the link cut.
+office: stack-up
+	@$(ENV) $(BIN)/python -m bench.office
 
 clean: stack-down
 	rm -rf .stack $(VENV)

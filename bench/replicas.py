@@ -266,7 +266,8 @@ def crash(nginx: Balancer, victim: Replica, seconds: int, connections: int, kill
     late = [e for e in log if e.at >= at + 1 and e.upstreams and e.upstreams[-1] == victim.address]
     around = [e.seconds for e in log if at - 0.5 <= e.at < at + 2]
     return {"wrk": result, "logged": len(log), "before_rps": len(before) / 5, "after_rps": len(after) / 5,
-            "at_crash": len(at_crash), "retried_later": len(retried) - len(at_crash), "failed": len(failed), "served_by_victim_after": len(late),
+            "at_crash": len(at_crash), "retried_later": len(retried) - len(at_crash), "failed": len(failed),
+            "served_by_victim_after": len(late),
             "slowest_around": max(around, default=0.0),
             "by_replica": Counter(e.upstreams[-1] for e in log if e.upstreams)}
 

@@ -2,6 +2,12 @@
 
 SKUs are the warehouse spelling (``WH-000123``), account numbers are
 unpadded, money is ``Decimal`` with its currency, times are aware UTC.
+
+Records are immutable by convention (nothing assigns to a field after
+construction; cached records are shared between requests) but not
+``frozen``: a frozen dataclass sets each field through
+``object.__setattr__``, which made building records three times slower and
+capped bulk reads at about 0.65 of the raw driver's rate.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ InvoiceStatus = Literal["open", "paid", "void"]
 AccountStatus = Literal["active", "on_hold", "closed"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Money:
     amount: Decimal
     currency: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Location:
     code: str
     name: str
@@ -31,7 +37,7 @@ class Location:
     timezone: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     sku: str
     name: str
@@ -42,7 +48,7 @@ class Item:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ItemStock:
     """An item with its stock summed over the locations asked for."""
 
@@ -58,7 +64,7 @@ class ItemStock:
         return self.on_hand - self.reserved
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StockLevel:
     sku: str
     location: str
@@ -70,7 +76,7 @@ class StockLevel:
         return self.on_hand - self.reserved
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StockTotal:
     sku: str
     on_hand: int
@@ -81,7 +87,7 @@ class StockTotal:
         return self.on_hand - self.reserved
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Customer:
     id: int
     name: str
@@ -91,13 +97,13 @@ class Customer:
     acct_no: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderStats:
     count: int
     last_ordered_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Product:
     id: int
     title: str
@@ -105,14 +111,14 @@ class Product:
     list_price: Money
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProductSales:
     units_sold: int
     orders: int
     last_ordered_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Order:
     order_no: str
     customer_id: int
@@ -123,7 +129,7 @@ class Order:
     total: Money
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderLine:
     order_no: str
     line_no: int
@@ -136,13 +142,13 @@ class OrderLine:
     total: Money
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SoldItem:
     sku: str
     units_sold: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Account:
     acct_no: str
     name: str
@@ -154,7 +160,7 @@ class Account:
     open_invoices: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invoice:
     invno: str
     acct_no: str

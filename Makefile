@@ -41,7 +41,8 @@ lint: venv
 	  echo "pip-audit: advisory database unreachable, $$skipped packages NOT audited (see $(VENV)/pip-audit.log)"; \
 	  else echo "pip-audit: no known vulnerabilities"; fi
 
-test: stack-up lint
+test: venv lint
+	@$(BIN)/python -m deploy.local.stack up --tools
 	$(BIN)/pytest
 
 docs: venv

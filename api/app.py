@@ -138,11 +138,17 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
             app.ctx.background.append(app.add_task(
                 watch_warehouse(app.ctx.changes, app.ctx.cache, settings.watch_interval), name="warehouse-watcher"))
 
+    @app.before_server_stop
+    async def stop_background(app: Sanic[Config, Any]) -> None:
+        # A watcher caught mid-query at shutdown otherwise keeps the worker alive, spinning.
+        tasks = [t for t in getattr(app.ctx, "background", []) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
     @app.after_server_stop
     async def stop_sources(app: Sanic[Config, Any]) -> None:
-        for task in getattr(app.ctx, "background", []):
-            if task is not None:
-                task.cancel()
         if getattr(app.ctx, "cache", None) is not None:
             await app.ctx.cache.aclose()
             await app.ctx.changes.close()

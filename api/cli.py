@@ -28,7 +28,11 @@ def serve(host: str, port: int, workers: int) -> None:
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False,
                 access_log=False)
-    Sanic.serve(primary=app, app_loader=loader)
+    if workers == 1:
+        # One process: SIGTERM closes the listener at once and no worker can be orphaned.
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
 
 
 def _settings_or_exit() -> Settings:

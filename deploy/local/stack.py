@@ -134,9 +134,22 @@ def _missing_packages() -> list[str]:
     return missing
 
 
-def ensure_packages() -> None:
-    missing = _missing_packages()
+# Tools the tests and benchmarks drive (load balancer, load generator, browser, Sentinel).
+TEST_TOOLS = {"nginx": "nginx-light", "wrk": "wrk", "chromium": "chromium", "redis-sentinel": "redis-sentinel"}
+
+
+def _missing_tools() -> list[str]:
+    return [pkg for binary, pkg in TEST_TOOLS.items()
+            if not shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin:/bin")]
+
+
+def ensure_packages(*, tools: bool = False) -> None:
+    """Install the servers' Debian packages (and with ``tools``, the test tools) when missing."""
+    missing = _missing_packages() + (_missing_tools() if tools else [])
     if not missing:
+        return
+    if not _is_root() and not _missing_packages():
+        print(f"stack: test tools missing ({' '.join(missing)}); the tests that need them will skip", flush=True)
         return
     if not _is_root():
         raise StackError(f"missing Debian packages {' '.join(missing)}; install them as root: "
@@ -151,7 +164,7 @@ def ensure_packages() -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        result = subprocess.run(["apt-get", "install", "-y", "-qq", *APT_PACKAGES], env=env,
+        result = subprocess.run(["apt-get", "install", "-y", "-qq", *APT_PACKAGES, *missing], env=env,
                                 capture_output=True, text=True, timeout=1200)
     finally:
         if not had_policy:
@@ -306,9 +319,9 @@ def env_values(state: State) -> dict[str, str]:
     }
 
 
-def up() -> dict[str, str]:
+def up(*, tools: bool = False) -> dict[str, str]:
     """Start (or reuse) the stack and return its BIZFED_* settings."""
-    ensure_packages()
+    ensure_packages(tools=tools)
     root = stack_dir()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 - the postgres and mysql users must traverse it
@@ -343,12 +356,13 @@ def down() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__)
     parser.add_argument("action", choices=["up", "down", "env"])
+    parser.add_argument("--tools", action="store_true", help="also install the test tools when missing")
     args = parser.parse_args(argv)
     try:
         if args.action == "down":
             down()
         else:
-            values = up()
+            values = up(tools=args.tools)
             if args.action == "env":
                 print("".join(f"export {k}='{v}'\n" for k, v in values.items()), end="")
             else:

@@ -88,10 +88,16 @@ class Server:
     proc: subprocess.Popen[bytes]
 
     def get(self, path: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, role=role, **kwargs)
+
+    def post(self, path: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, role=role, **kwargs)
+
+    def request(self, method: str, path: str, *, role: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", {}) or {})
         if role is not None:
             headers["Authorization"] = f"Bearer {KEYS[role]}"
-        return httpx.get(self.base + path, headers=headers, timeout=30.0, **kwargs)
+        return httpx.request(method, self.base + path, headers=headers, timeout=30.0, **kwargs)
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         response = self.get("/metrics")

@@ -21,9 +21,9 @@ def _redis_proxy(upstreams: Upstreams, proxy_factory: Callable[[int], FaultProxy
 
 @pytest.fixture(name="server", scope="module")
 def _server(upstreams: Upstreams, redis_proxy: FaultProxy, launch: Callable[..., Server]) -> Server:
-    """One worker with the cache on, reaching Redis through the proxy."""
+    """One worker with the Redis cache on (no in-process first level), reaching Redis through the proxy."""
     flush_redis_db(upstreams.redis_url)
-    server = launch(upstreams.env(redis=redis_proxy.port), name="cache-metrics")
+    server = launch({**upstreams.env(redis=redis_proxy.port), "BIZFED_LOCAL_CACHE_TTL": "0"}, name="cache-metrics")
     if server.get("/dashboard/state", role="reader").json()["cache"]["status"] == "off":
         pytest.skip("the cache is not wired into the app")
     return server

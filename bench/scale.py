@@ -1,0 +1,79 @@
+"""Issue 10 benchmark: deep pages at scale, both cores on the cached path, and the cached path
+against its ceilings (bare Sanic + one Redis GET; bare Sanic from memory). Run: ``python -m bench.scale``."""
+
+from __future__ import annotations
+
+import argparse
+
+import httpx
+import pyodbc
+import redis
+
+from api.params import Cursors, scope_of
+from bench.ceiling import PREFIX
+from bench.harness import ADMIN, seeded, server, server_env, table, wrk
+from deploy.legacy.schema import sales_as_odbc
+
+SECRET = "bench-cursor-secret"
+
+
+def _order_at(odbc: str, position: int) -> str:
+    with pyodbc.connect(odbc, timeout=10) as conn:
+        row = conn.execute("SELECT order_no FROM orders ORDER BY order_no LIMIT 1 OFFSET ?", position).fetchone()
+    return str(row[0])
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args(argv)
+    report = ""
+    with seeded(args.scale, name="scale") as (env, targets):
+        redis_url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + "/14"
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        # Page 1,000 of 50 starts after the 49,950th order; the cursor is made as the server would.
+        after = _order_at(sales_as_odbc(targets.sales_url, targets.accounting_odbc), 1000 * 50 - 51)
+        cursor = Cursors(SECRET).encode(scope_of("orders", {}), after)
+        cold = server_env(env, targets, BIZFED_CACHE="off", BIZFED_CURSOR_SECRET=SECRET)
+        with server(cold) as base:
+            first = wrk("GET /v1/orders page 1 (cache off)", base, ["/v1/orders?limit=50"], seconds=args.seconds)
+            deep = wrk("GET /v1/orders page 1,000 (cache off)", base, [f"/v1/orders?limit=50&cursor={cursor}"],
+                       seconds=args.seconds)
+        report += table(f"Deep pagination, scale {args.scale} (keyset, no OFFSET)", [first, deep])
+        report += f"\npage 1,000 / page 1 p50 latency: **{deep.p50_ms / first.p50_ms:.2f}x** (target <= 1.5x)\n"
+
+        warm = server_env(env, targets, BIZFED_REDIS_URL=redis_url, BIZFED_FRESHNESS_WAREHOUSE="600,0,600",
+                          BIZFED_FRESHNESS_SALES="600,0,600", BIZFED_FRESHNESS_ACCOUNTING="600,0,600")
+        auth = {"Authorization": f"Bearer {ADMIN}"}
+        results = []
+        for workers in (1, 2):
+            with server(warm, workers=workers) as base:
+                skus = [p["sku"] for p in httpx.get(base + "/v1/products?limit=50", headers=auth).json()["data"]]
+                paths = [f"/v1/products/{sku}" for sku in skus]
+                for path in paths:
+                    body = httpx.get(base + path, headers=auth).content
+                    client.set(PREFIX + path.rsplit("/", 1)[1], body)
+                results.append(wrk(f"bizfed cached GET /v1/products/{{sku}}, {workers} worker(s)", base, paths,
+                                   seconds=args.seconds, threads=2, connections=64))
+        ceilings = []
+        for source in ("redis", "memory"):
+            with server({"PATH": warm["PATH"]}, workers=1, module="bench.ceiling",
+                        args=("--redis", redis_url, "--source", source)) as base:
+                ceilings.append(wrk(f"ceiling ({source}), 1 worker", base, paths, seconds=args.seconds, threads=2,
+                                    connections=64))
+        client.flushdb()
+    one, two = results
+    report += table("Cached hit path (50 hot SKUs), wrk 2 threads 64 connections", [*results, *ceilings])
+    report += (f"\n2 workers / 1 worker: **{two.requests_per_s / one.requests_per_s:.2f}x** (target >= 1.6x); "
+               f"1 worker vs ceiling (a) bare Sanic + Redis GET: "
+               f"**{one.requests_per_s / ceilings[0].requests_per_s:.2f}x** (target >= 1.0x); "
+               "vs ceiling (b) bare Sanic from memory: "
+               f"**{one.requests_per_s / ceilings[1].requests_per_s:.2f}x** (target >= 0.4x)\n")
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

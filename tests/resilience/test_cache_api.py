@@ -1,0 +1,58 @@
+"""The cache seen through the API: Warehouse changes show within seconds, admins invalidate by tag."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from deploy.legacy.schema import LegacyTargets
+from tests.servers import Server, Upstreams, flush_redis_db, wait_for
+
+WATCH_INTERVAL = 0.5
+
+
+@pytest.fixture(name="server", scope="module")
+def _server(seeded: LegacyTargets, redis_url: str, launch: Callable[..., Server]) -> Server:
+    """A server whose Warehouse answers stay fresh for ten minutes unless the watcher drops them."""
+    flush_redis_db(redis_url, 8)
+    env = {**Upstreams(seeded, redis_url).env(redis_db=8), "BIZFED_FRESHNESS_WAREHOUSE": "600,0,600",
+           "BIZFED_WATCH_INTERVAL": str(WATCH_INTERVAL)}
+    return launch(env, name="cache-api")
+
+
+def _stocked_sku(server: Server) -> str:
+    rows = server.get("/v1/products?in_stock=true&limit=1", role="reader").json()["data"]
+    return str(rows[0]["sku"])
+
+
+def test_stock_change_is_visible_within_the_watch_interval(server: Server, seeded: LegacyTargets):
+    """A stock row changed with SQL shows through the API within a few watch intervals, inside the fresh TTL."""
+    sku = _stocked_sku(server)
+    before = server.get(f"/v1/products/{sku}", role="reader").json()
+    again = server.get(f"/v1/products/{sku}", role="reader").json()
+    assert again["meta"]["sources"]["warehouse"]["cache"] == "hit"
+    with psycopg.connect(seeded.warehouse_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE stock SET on_hand = on_hand + 7, updated_at = now() "
+                     "WHERE sku = %s AND location_code = (SELECT min(location_code) FROM stock WHERE sku = %s)",
+                     (sku, sku))
+    changed = time.monotonic()
+    wait_for(lambda: server.get(f"/v1/products/{sku}", role="reader").json()["data"]["on_hand"]
+             == before["data"]["on_hand"] + 7, WATCH_INTERVAL * 10, "the stock change through the API")
+    assert time.monotonic() - changed < WATCH_INTERVAL * 10
+
+
+def test_admin_invalidates_by_tag(server: Server):
+    """POST /v1/cache/invalidate with a SKU tag drops that product's cached answers, and only for admins."""
+    sku = _stocked_sku(server)
+    server.get(f"/v1/products/{sku}", role="reader")
+    assert server.get(f"/v1/products/{sku}", role="reader").json()["meta"]["sources"]["warehouse"]["cache"] == "hit"
+    denied = server.post("/v1/cache/invalidate", role="finance", json={"tags": [sku]})
+    assert denied.status_code == 403
+    response = server.post("/v1/cache/invalidate", role="admin", json={"tags": [sku]})
+    assert response.status_code == 200
+    assert response.json()["data"]["dropped"] >= 1
+    after = server.get(f"/v1/products/{sku}", role="reader").json()
+    assert after["meta"]["sources"]["warehouse"]["cache"] == "miss"

@@ -36,15 +36,18 @@ def main(argv: list[str] | None = None) -> str:
                 client.set(PREFIX + path.rsplit("/", 1)[1], body)
             warm = wrk(f"bizfed cached GET /v1/products/{{sku}} ({args.workers} worker)", base, paths,
                        seconds=args.seconds)
+            warm_one = wrk("warm: the same SKUs again, one connection (cache hit)", base, paths, seconds=1,
+                           connections=1)
         with server({"PATH": senv["PATH"]}, workers=args.workers, module="bench.ceiling",
                     args=("--redis", redis_url, "--source", "redis")) as ceiling_base:
             ceiling = wrk(f"ceiling: bare Sanic + one Redis GET ({args.workers} worker)", ceiling_base, paths,
                           seconds=args.seconds)
         client.flushdb()
-    results: list[LoadResult] = [warm, ceiling, cold]
+    results: list[LoadResult] = [warm, ceiling, cold, warm_one]
     report = table(f"Cached product page, scale {args.scale}, wrk 1 thread 32 connections", results)
     report += (f"\nbizfed cached / ceiling throughput: **{warm.requests_per_s / ceiling.requests_per_s:.2f}x** "
-               f"(target >= 0.6x); warm / cold p50 latency: **{cold.p50_ms / warm.p50_ms:.1f}x** faster warm\n")
+               f"(target >= 0.6x); one connection, cold p50 / warm p50: **{cold.p50_ms / warm_one.p50_ms:.1f}x** "
+               "(a hit is that much faster than a miss)\n")
     print(report)
     return report
 

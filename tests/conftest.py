@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
+from deploy.legacy.seed import seed
 from deploy.local import stack
 from deploy.local.faultproxy import FaultProxy
 from tests.servers import Server, launch_fixture, proxy_factory_fixture
@@ -34,6 +35,15 @@ def _empty_legacy(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
     suffix = f"t{uuid.uuid4().hex[:8]}_{os.getpid()}"
     targets = base_targets.renamed(suffix)
     create_all(targets, drop=True)
+    yield targets
+    drop_all(targets)
+
+
+@pytest.fixture(name="seeded", scope="module")
+def _seeded(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
+    """Legacy databases seeded at scale 1 (seed 42) for one test module, dropped afterwards."""
+    targets = base_targets.renamed(f"s{uuid.uuid4().hex[:8]}_{os.getpid()}")
+    seed(targets, 1, 42, log=lambda *_: None)
     yield targets
     drop_all(targets)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from deploy.legacy.schema import LegacyTargets, drop_all
-from deploy.legacy.seed import seed
+from deploy.legacy.schema import LegacyTargets
 from deploy.local.faultproxy import FaultProxy
 from tests.servers import Upstreams
 
@@ -47,15 +46,6 @@ class Faults:
     def heal(self) -> None:
         for proxy in (self.warehouse, self.sales, self.accounting, self.redis):
             proxy.pass_through()
-
-
-@pytest.fixture(name="seeded", scope="module")
-def _seeded(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
-    """Legacy databases seeded at scale 1 for this module, dropped afterwards."""
-    targets = base_targets.renamed("resil")
-    seed(targets, 1, 42, log=lambda *_: None)
-    yield targets
-    drop_all(targets)
 
 
 @pytest.fixture(name="faults", scope="module")

@@ -5,27 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 
-from deploy.legacy.schema import LegacyTargets, drop_all
-from deploy.legacy.seed import seed
 from tests.servers import KEYS
 
 # Routes that read each source, as the resilience suite's Redis outage test uses.
 PATHS = ("/v1/locations", "/v1/products?limit=20", "/v1/customers/1", "/v1/orders?limit=20")
-
-
-@pytest.fixture(name="seeded", scope="module")
-def _seeded(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
-    """Legacy databases seeded at scale 1 for this module, dropped afterwards."""
-    targets = base_targets.renamed("scaleout")
-    seed(targets, 1, 42, log=lambda *_: None)
-    yield targets
-    drop_all(targets)
 
 
 @dataclass

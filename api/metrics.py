@@ -21,7 +21,7 @@ from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.response import BaseHTTPResponse
 from sanic_ext import openapi
 
-from federation.sources import source_states
+from api.ops import dependency_states
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -255,13 +255,7 @@ async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
     recent: tuple[float, dict[str, Any]] | None = getattr(ctx, "recent_health", None)
     if recent is not None and time.monotonic() - recent[0] < HEALTH_REUSE_S:
         return recent[1]
-    connectors = getattr(ctx, "connectors", {})
-    pings = {name: conn.ping for name, conn in connectors.items()}
-    pools = {name: conn.pool_state for name, conn in connectors.items()}
-    cache = getattr(ctx, "cache", None)
-    if cache is not None:
-        pings["cache"] = cache.ping
-    states = await source_states(pings, getattr(ctx, "policies", {}), pools, limit)
+    states = await dependency_states(ctx, limit)
     metrics: Metrics | None = getattr(ctx, "metrics", None)
     if metrics is not None:
         for name, state in states.items():

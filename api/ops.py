@@ -17,10 +17,11 @@ ops = Blueprint("ops")
 PROBE_TIMEOUT = 1.0
 
 
-async def _states(request: Request) -> dict[str, Any]:
-    ctx = request.app.ctx
-    pings = {name: conn.ping for name, conn in ctx.connectors.items()}
-    pools = {name: conn.pool_state for name, conn in ctx.connectors.items()}
+async def dependency_states(ctx: Any, limit: float = PROBE_TIMEOUT) -> dict[str, Any]:
+    """Ping every source and the cache (Redis itself when caching is off) within ``limit`` seconds."""
+    connectors = getattr(ctx, "connectors", {})
+    pings = {name: conn.ping for name, conn in connectors.items()}
+    pools = {name: conn.pool_state for name, conn in connectors.items()}
     cache = getattr(ctx, "cache", None)
     redis = getattr(ctx, "redis", None)
     if cache is not None:
@@ -28,7 +29,7 @@ async def _states(request: Request) -> dict[str, Any]:
     elif redis is not None:
         # With caching off Redis still carries breaker state and rate limits.
         pings["cache"] = redis.ping
-    states = await source_states(pings, ctx.policies, pools, PROBE_TIMEOUT)
+    states = await source_states(pings, getattr(ctx, "policies", {}), pools, limit)
     if "cache" in states:
         states["cache"]["enabled"] = cache is not None
         if cache is not None:
@@ -46,7 +47,7 @@ async def live(request: Request) -> HTTPResponse:
 @openapi.definition(summary="Readiness: 200 when the cache or at least one source answers, else 503",
                     tag="operations")
 async def ready(request: Request) -> HTTPResponse:
-    states = await _states(request)
+    states = await dependency_states(request.app.ctx)
     ok = any(s["up"] for s in states.values())
     body = {"status": "ready" if ok else "unavailable",
             "dependencies": {name: {"up": s["up"], **({"error": s["error"]} if "error" in s else {})}
@@ -60,7 +61,7 @@ async def ready(request: Request) -> HTTPResponse:
                     tag="operations", secured={"bearer": []})
 async def sources(request: Request) -> HTTPResponse:
     parse_query(request.args, {})
-    states = await _states(request)
+    states = await dependency_states(request.app.ctx)
     return json_response(request, dumps({"data": states, "meta": {"sources": {}, "partial": False}}), "no-store")
 
 

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from cache.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("bizfed.ratelimit")
 
@@ -43,7 +44,7 @@ class RateLimiter:
                 pipe.incr(name)
                 pipe.expire(name, int(self._window) + 1, nx=True)
                 count, _ = await pipe.execute()
-        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: uvloop, closed socket
+        except REDIS_FAILURES as exc:
             self.fail_opens += 1
             if not self.failing_open:
                 log.warning("rate limit not enforced while Redis is unavailable (%s)", type(exc).__name__)

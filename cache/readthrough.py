@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from cache.availability import Availability
 from cache.cached import Cached, LoadFailed
@@ -24,6 +23,7 @@ from cache.freshness import Freshness
 from cache.keys import RESERVED, Keys
 from cache.local import LocalCache
 from cache.observer import CacheObserver, Counters, NullObserver
+from cache.redis_client import REDIS_FAILURES
 from cache.singleflight import SingleFlight
 from cache.store import Claim, Entry, EntryStore
 
@@ -31,8 +31,6 @@ T = TypeVar("T")
 Load = Callable[[], Awaitable[Any]]
 log = logging.getLogger("bizfed.cache")
 
-# uvloop raises RuntimeError when a write meets a transport Redis has just closed.
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 class CacheUnavailable(Exception):
@@ -150,7 +148,7 @@ class RedisCache:
         """Clear the first level here and, through pub/sub, in every other worker and replica."""
         if self._local is not None:
             self._local.clear()
-        with contextlib.suppress(*_REDIS_FAILURES):
+        with contextlib.suppress(*REDIS_FAILURES):
             await self._redis_client.publish(self._keys.invalidations, b"clear")
 
     async def follow_invalidations(self) -> None:
@@ -167,11 +165,11 @@ class RedisCache:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._local.clear()
-            except _REDIS_FAILURES:
+            except REDIS_FAILURES:
                 self._local.clear()
                 await asyncio.sleep(1.0)
             finally:
-                with contextlib.suppress(*_REDIS_FAILURES):
+                with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
@@ -306,7 +304,7 @@ class RedisCache:
         try:
             async with asyncio.timeout(self._op_timeout):
                 result = await op
-        except _REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:
             if _pool_exhausted(exc):
                 self.counters.pool_busy += 1
                 raise _PoolBusy from exc
@@ -319,7 +317,7 @@ class RedisCache:
         try:
             async with asyncio.timeout(limit or self._admin_timeout):
                 result = await op
-        except _REDIS_FAILURES as exc:
+        except REDIS_FAILURES as exc:
             if not _pool_exhausted(exc):
                 self._failed(exc, limit or self._admin_timeout)
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 SINGLE_SCHEMES = ("redis://", "rediss://", "unix://")
 SENTINEL_SCHEME = "redis+sentinel://"
@@ -97,6 +98,11 @@ class _SentinelRedis(Redis):
         finally:
             if isinstance(pool, SentinelConnectionPool):
                 await pool.sentinel_manager.aclose()
+
+
+# Every way a Redis call can fail. uvloop raises RuntimeError when a write meets a
+# transport Redis has just closed, so a restart shows up as that, not as a RedisError.
+REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25, retries: int = 1,

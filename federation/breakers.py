@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 import pybreaker
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from cache.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("bizfed.breakers")
 
@@ -66,7 +67,7 @@ class SharedBreakers:
                 await self._flush()
                 await self._pull()
                 self.redis_ok = True
-            except (RedisError, OSError, RuntimeError) as exc:  # RuntimeError: uvloop, closed socket
+            except REDIS_FAILURES as exc:
                 if self.redis_ok:
                     log.warning("breaker sync: Redis unavailable (%s); breakers are local until it returns",
                                 type(exc).__name__)

@@ -18,7 +18,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sanic import Blueprint, HTTPResponse, Request, Sanic
-from sanic.response import BaseHTTPResponse
 from sanic_ext import openapi
 
 from api.ops import dependency_states
@@ -27,7 +26,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 OUTCOMES = ("ok", "timeout", "unreachable", "circuit open", "overloaded", "query failed", "deadline exceeded")
-CACHE_EVENTS = ("hit", "miss", "stale", "bypass", "singleflight_wait", "oversize")
+CACHE_EVENTS = ("hit", "miss", "stale", "bypass", "singleflight_wait", "oversize", "snapshot")
 UNMATCHED = "unmatched"
 HEALTH_REUSE_S = 1.0
 
@@ -108,14 +107,28 @@ class Metrics:
             "oversize": Counter("bizfed_cache_oversize", "Values not cached for being too large", ["source"],
                                 registry=r),
         }
+        self.snapshot_serves = Counter("bizfed_cache_snapshot_serves",
+                                       "Answers replayed whole from an in-process snapshot, without source lookups",
+                                       registry=r)
+        # labels() looks the series up under a lock on every call; the hot path keeps its own references.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._cache_series: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        labels = (route, method, str(status))
-        self.requests.labels(*labels).inc()
-        self.request_seconds.labels(*labels).observe(seconds)
+        labels = (route, method, status)
+        series = self._request_series.get(labels)
+        if series is None:
+            text = (route, method, str(status))
+            series = self._request_series[labels] = (self.requests.labels(*text),
+                                                     self.request_seconds.labels(*text))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def cache_event(self, event: str, source: str) -> None:
-        self.cache_events[event].labels(source).inc()
+        series = self._cache_series.get((event, source))
+        if series is None:
+            series = self._cache_series[(event, source)] = self.cache_events[event].labels(source)
+        series.inc()
 
     def set_up(self, dependency: str, up: bool) -> None:
         """Record a health probe's result; ``cache`` is the Redis cache, anything else a source."""
@@ -153,6 +166,8 @@ class Metrics:
                         labels.get("route", "").startswith("/v1/"):
                     le = float(labels["le"])
                     buckets[le] = buckets.get(le, 0.0) + sample.value
+                elif sample.name == "bizfed_cache_snapshot_serves_total":
+                    summary.cache["snapshot"] = summary.cache.get("snapshot", 0.0) + sample.value
                 elif family.name in _CACHE_FAMILIES and sample.name.endswith("_total"):
                     event = _CACHE_FAMILIES[family.name]
                     summary.cache[event] = summary.cache.get(event, 0.0) + sample.value
@@ -273,24 +288,16 @@ async def scrape(request: Request) -> HTTPResponse:
 
 
 def install_metrics(app: Sanic[Any, Any]) -> Metrics:
-    """Create the app's metrics, time every request and serve ``GET /metrics`` (no key: scrapers have none)."""
+    """Create the app's metrics and serve ``GET /metrics`` (no key: scrapers have none).
+
+    Requests are timed by the app's own middleware, which calls ``Metrics.observe_request``.
+    """
     metrics = Metrics()
     app.ctx.metrics = metrics
-
-    async def start_clock(request: Request) -> None:
-        request.ctx.metrics_started = time.perf_counter()
-
-    async def count(request: Request, response: BaseHTTPResponse) -> None:
-        started = getattr(request.ctx, "metrics_started", None)
-        seconds = time.perf_counter() - started if started is not None else 0.0
-        metrics.observe_request(route_label(request), request.method, response.status, seconds)
 
     async def forget_process(app: Sanic[Any, Any]) -> None:
         metrics.process_exited()
 
-    # Runs before the app's own request middleware, so time spent in auth is counted too.
-    app.register_middleware(start_clock, "request", priority=1000)
-    app.register_middleware(count, "response")
     app.register_listener(forget_process, "after_server_stop")
     app.blueprint(metrics_bp)
     return metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from federation.context import RequestContext
 from federation.paging import Page
 
 GZIP_MIN_BYTES = 1400
+_UNSAFE_IN_HEADERS = str.maketrans("", "", "\r\n\x00")
 _JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
@@ -57,8 +59,14 @@ def envelope(request: Request, ctx: RequestContext, data: Any, page_cursor: str 
     resource = dumps(data)
     if page is not None:
         resource += b',"page":' + dumps({"next_cursor": page_cursor, "limit": page.limit})
-    payload = b'{"data":' + resource + b',"meta":' + dumps(meta(ctx)) + b"}"
     etag = 'W/"' + hashlib.blake2b(resource, digest_size=16).hexdigest() + '"'
+    request.ctx.answered = (resource, etag)
+    return respond(request, ctx, resource, etag)
+
+
+def respond(request: Request, ctx: RequestContext, resource: bytes, etag: str) -> HTTPResponse:
+    """The /v1 answer for an already serialised resource; meta comes from ``ctx``."""
+    payload = b'{"data":' + resource + b',"meta":' + dumps(meta(ctx)) + b"}"
     return json_response(request, payload, cache_control(ctx), ctx, etag=etag)
 
 
@@ -75,11 +83,34 @@ def json_response(request: Request, payload: bytes, cache_control: str,
         if status:
             headers["Cache-Status"] = ", ".join(status)
     if _matches(request.headers.get("if-none-match"), etag):
-        return HTTPResponse(status=304, headers=headers)
+        return ApiResponse(status=304, headers=headers)
     if len(payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
         payload = gzip.compress(payload, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
-    return HTTPResponse(payload, status=200, headers=headers, content_type="application/json")
+    return ApiResponse(payload, status=200, headers=headers, content_type="application/json")
+
+
+class ApiResponse(HTTPResponse):
+    """An ``HTTPResponse`` that encodes its headers more cheaply, with the same result.
+
+    Sanic strips CR, LF and NUL from every header name and value with ``str.translate``, which
+    took a tenth of a cached answer's CPU; here only a value that holds one of them is translated.
+    """
+
+    __slots__ = ()
+
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        if self.status not in (204, 304) and not 100 <= self.status < 200:   # these carry no body
+            self.headers.setdefault("content-type", self.content_type)
+        return ((_header_text(name).encode("ascii"), _header_text(f"{value}").encode(errors="surrogateescape"))
+                for name, value in self.headers.items())
+
+
+def _header_text(text: str) -> str:
+    if "\r" in text or "\n" in text or "\x00" in text:
+        return text.translate(_UNSAFE_IN_HEADERS)
+    return text
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

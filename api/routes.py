@@ -12,6 +12,7 @@ from sanic_ext import openapi
 from api import docs
 from api import params as p
 from api.responses import envelope
+from api.snapshots import snapshotted
 from connectors.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
 from federation import customers, invoices, locations, orders, products, sold_items
 from federation.context import RequestContext
@@ -73,6 +74,7 @@ def _sane(value: Any, kind: type) -> bool:
 
 @v1.get("/locations", ctx_role="reader")
 @openapi.definition(**docs.operation("locations"))
+@snapshotted
 async def list_locations(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "locations", {})
     page = await locations.list_locations(request.app.ctx.gateway, _ctx(request), _key(after, str),
@@ -82,6 +84,7 @@ async def list_locations(request: Request) -> HTTPResponse:
 
 @v1.get("/products", ctx_role="reader")
 @openapi.definition(**docs.operation("products"))
+@snapshotted
 async def list_products(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "products", {"q": p.text, "location": p.location_code,
                                                         "in_stock": p.boolean, "active": p.boolean})
@@ -94,6 +97,7 @@ async def list_products(request: Request) -> HTTPResponse:
 
 @v1.get("/products/<sku:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("product"))
+@snapshotted
 async def get_product(request: Request, sku: str) -> HTTPResponse:
     p.parse_query(_args(request), {})
     data = await products.get_product(request.app.ctx.gateway, _ctx(request), p.sku("sku", sku))
@@ -102,6 +106,7 @@ async def get_product(request: Request, sku: str) -> HTTPResponse:
 
 @v1.get("/customers", ctx_role="reader")
 @openapi.definition(**docs.operation("customers"))
+@snapshotted
 async def list_customers(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "customers", {"q": p.text, "country": p.country})
     where = CustomerFilter(q=values.get("q"), country=values.get("country"))
@@ -112,6 +117,7 @@ async def list_customers(request: Request) -> HTTPResponse:
 
 @v1.get("/customers/<customer_id:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("customer"))
+@snapshotted
 async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
     p.parse_query(_args(request), {})
     ident = p.positive_int("id", unquote(customer_id))
@@ -121,6 +127,7 @@ async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
 
 @v1.get("/orders", ctx_role="reader")
 @openapi.definition(**docs.operation("orders"))
+@snapshotted
 async def list_orders(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "orders", {
         "customer_id": p.positive_int, "status": p.choice(*ORDER_STATUSES), "since": p.instant, "until": p.instant})
@@ -133,6 +140,7 @@ async def list_orders(request: Request) -> HTTPResponse:
 
 @v1.get("/orders/<order_no:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("order"))
+@snapshotted
 async def get_order(request: Request, order_no: str) -> HTTPResponse:
     p.parse_query(_args(request), {})
     data = await orders.get_order(request.app.ctx.gateway, _ctx(request), p.order_no("order_no", order_no), _today())
@@ -141,6 +149,7 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
 
 @v1.get("/invoices", ctx_role="finance")
 @openapi.definition(**docs.operation("invoices"))
+@snapshotted
 async def list_invoices(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "invoices", {
         "customer_id": p.positive_int, "acct_no": p.acct_no, "status": p.choice(*INVOICE_STATUSES),
@@ -154,6 +163,7 @@ async def list_invoices(request: Request) -> HTTPResponse:
 
 @v1.get("/sold-items", ctx_role="reader")
 @openapi.definition(**docs.operation("sold_items"))
+@snapshotted
 async def list_sold_items(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "sold-items", {"since": p.instant, "until": p.instant,
                                                           "location": p.location_code})

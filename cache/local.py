@@ -19,6 +19,8 @@ class LocalCache:
         self._max = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[float, Entry]] = {}
+        # Bumped by every clear(), so whatever was built from these entries can tell it is outdated.
+        self.generation = 0
 
     def get(self, name: str) -> Entry | None:
         found = self._entries.get(name)
@@ -38,6 +40,7 @@ class LocalCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)

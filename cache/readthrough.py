@@ -172,6 +172,11 @@ class RedisCache:
                 with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    @property
+    def local_generation(self) -> int | None:
+        """Changes whenever the first level is cleared by an invalidation here or elsewhere; None without one."""
+        return self._local.generation if self._local is not None else None
+
     async def ping(self) -> None:
         """Return if Redis answers within the operation timeout; else raise ``CacheUnavailable``."""
         await self._admin(self._store.ping(), self._op_timeout)

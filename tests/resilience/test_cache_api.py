@@ -1,4 +1,5 @@
-"""The cache seen through the API: Warehouse changes show within seconds, admins invalidate by tag."""
+"""The cache seen through the API: Warehouse changes show within seconds, admins invalidate by tag,
+hot reads are replayed from snapshots until an invalidation."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ WATCH_INTERVAL = 0.5
 
 @pytest.fixture(name="server", scope="module")
 def _server(seeded: LegacyTargets, redis_url: str, launch: Callable[..., Server]) -> Server:
-    """A server whose Warehouse answers stay fresh for ten minutes unless the watcher drops them."""
+    """A server whose Warehouse answers stay fresh for ten minutes unless the watcher drops them.
+
+    The first level and snapshots live long too, so only invalidations can explain a change."""
     flush_redis_db(redis_url, 8)
     env = {**Upstreams(seeded, redis_url).env(redis_db=8), "BIZFED_FRESHNESS_WAREHOUSE": "600,0,600",
-           "BIZFED_WATCH_INTERVAL": str(WATCH_INTERVAL)}
+           "BIZFED_FRESHNESS_SALES": "600,0,600", "BIZFED_FRESHNESS_ACCOUNTING": "600,0,600",
+           "BIZFED_LOCAL_CACHE_TTL": "60", "BIZFED_WATCH_INTERVAL": str(WATCH_INTERVAL)}
     return launch(env, name="cache-api")
 
 
@@ -56,3 +60,38 @@ def test_admin_invalidates_by_tag(server: Server):
     assert response.json()["data"]["dropped"] >= 1
     after = server.get(f"/v1/products/{sku}", role="reader").json()
     assert after["meta"]["sources"]["warehouse"]["cache"] == "miss"
+
+
+def _snapshot_serves(server: Server) -> float:
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith("bizfed_cache_snapshot_serves_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_hot_reads_replay_a_snapshot_per_role_until_an_invalidation(server: Server):
+    """A repeated read is answered whole from a snapshot, truthfully labelled; roles never share one;
+    an invalidation drops it at once."""
+    sku = _stocked_sku(server)
+    path = f"/v1/products/{sku}"
+    first = server.get(path, role="reader")
+    served = _snapshot_serves(server)
+    second = server.get(path, role="reader")
+    assert _snapshot_serves(server) == served + 1
+    assert second.json()["data"] == first.json()["data"]
+    assert second.headers["etag"] == first.headers["etag"]
+    sources = second.json()["meta"]["sources"]
+    assert {s["cache"] for s in sources.values()} == {"hit"}, sources
+    assert "fwd=" not in second.headers["cache-status"]
+    assert second.json()["meta"]["redacted"] == ["std_cost"]
+
+    finance = server.get(path, role="finance").json()
+    assert "redacted" not in finance["meta"]
+    assert "accounting" in finance["meta"]["sources"]
+    assert server.get(path, role="reader").json()["meta"]["redacted"] == ["std_cost"]
+
+    assert server.post("/v1/cache/invalidate", role="admin", json={"tags": [sku]}).status_code == 200
+    served = _snapshot_serves(server)
+    after = server.get(path, role="reader").json()
+    assert after["meta"]["sources"]["warehouse"]["cache"] == "miss"
+    assert _snapshot_serves(server) == served

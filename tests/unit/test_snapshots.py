@@ -1,0 +1,98 @@
+"""Which answers become snapshots, how long they live, and what a replay reports."""
+
+from __future__ import annotations
+
+from api.snapshots import Snapshots
+from federation.context import RequestContext, SourceReport
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Generation:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def _ctx(**reports: SourceReport) -> RequestContext:
+    ctx = RequestContext.start("reader", 5.0)
+    for name, report in reports.items():
+        ctx.record(name, report)
+    return ctx
+
+
+def _store(ttl: float = 1.0, **options: int) -> tuple[Snapshots, Clock, Generation]:
+    clock, generation = Clock(), Generation()
+    return Snapshots(ttl, generation, clock=clock, **options), clock, generation
+
+
+def test_fresh_answer_is_replayed_as_cache_hits_with_grown_ages() -> None:
+    store, clock, _ = _store()
+    ctx = _ctx(warehouse=SourceReport("ok", "miss", 0.0, None, 10.0), sales=SourceReport("ok", "hit", 4.0, None, 30.0))
+    ctx.redact("std_cost")
+    assert store.offer("k", b'{"sku":"WH-000001"}', 'W/"e"', ctx)
+    clock.now += 0.5
+    replayed = RequestContext.start("reader", 5.0)
+    found = store.replay("k", replayed)
+    assert found is not None
+    assert found.resource == b'{"sku":"WH-000001"}'
+    assert found.etag == 'W/"e"'
+    assert replayed.sources["warehouse"] == SourceReport("ok", "hit", 0.5, None, 10.0)
+    assert replayed.sources["sales"] == SourceReport("ok", "hit", 4.5, None, 30.0)
+    assert replayed.redacted == ["std_cost"]
+    assert store.served == 1
+
+
+def test_only_answers_whose_every_part_is_fresh_are_kept() -> None:
+    store, _, _ = _store()
+    fresh = SourceReport("ok", "hit", 1.0, None, 10.0)
+    refused = {
+        "stale": SourceReport("ok", "stale", 12.0, None, 10.0),
+        "stale-if-error": SourceReport("stale", "stale", 50.0, "timeout", 10.0),
+        "unavailable": SourceReport("unavailable", "none", 0.0, "circuit open"),
+        "uncached": SourceReport("ok", "none"),
+        "bypass": SourceReport("ok", "bypass", 0.0, None, 10.0),
+    }
+    for name, report in refused.items():
+        assert not store.offer(name, b"{}", 'W/"x"', _ctx(warehouse=fresh, sales=report)), name
+    assert not store.offer("no-sources", b"{}", 'W/"x"', _ctx())
+    assert len(store) == 0
+
+
+def test_a_snapshot_lives_until_ttl_or_until_a_part_turns_stale() -> None:
+    store, clock, _ = _store(ttl=1.0)
+    store.offer("long", b"{}", 'W/"a"', _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 10.0)))
+    store.offer("short", b"{}", 'W/"b"', _ctx(warehouse=SourceReport("ok", "hit", 9.7, None, 10.0)))
+    assert not store.offer("over", b"{}", 'W/"c"', _ctx(warehouse=SourceReport("ok", "hit", 10.0, None, 10.0)))
+    clock.now += 0.31
+    assert store.replay("short", RequestContext.start("reader", 5.0)) is None
+    assert store.replay("long", RequestContext.start("reader", 5.0)) is not None
+    clock.now += 0.7
+    assert store.replay("long", RequestContext.start("reader", 5.0)) is None
+    assert len(store) == 0
+
+
+def test_an_invalidation_drops_every_snapshot_at_once() -> None:
+    store, _, generation = _store(ttl=60.0)
+    store.offer("k", b"{}", 'W/"a"', _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 600.0)))
+    generation.value += 1   # the cache's first level was cleared
+    assert store.replay("k", RequestContext.start("reader", 5.0)) is None
+
+
+def test_memory_is_bounded_oldest_first() -> None:
+    store, _, _ = _store(ttl=60.0, max_bytes=250, max_entry_bytes=120)
+    ctx = _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 600.0))
+    assert not store.offer("huge", b"x" * 121, 'W/"h"', ctx)
+    for n in range(4):
+        assert store.offer(f"k{n}", b"x" * 100, f'W/"{n}"', ctx)
+    assert len(store) == 2
+    assert store.replay("k0", RequestContext.start("reader", 5.0)) is None
+    assert store.replay("k3", RequestContext.start("reader", 5.0)) is not None

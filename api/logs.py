@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -155,13 +156,15 @@ class RequestLog:
         self._batch = batch
         self._lines: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._second_text = ""
 
     def write(self, request: Request, response: BaseHTTPResponse, duration_ms: float) -> None:
         level = logging.ERROR if response.status >= 500 else logging.INFO
         if not self._logger.isEnabledFor(level):
             return
         body: dict[str, Any] = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(time.time()),
             "level": "error" if level == logging.ERROR else "info",
             "logger": REQUEST_LOGGER,
             **request_event(request, response, duration_ms),
@@ -175,6 +178,14 @@ class RequestLog:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._flush_after, self.flush)
+
+    def _timestamp(self, now: float) -> str:
+        """``datetime.isoformat`` to the millisecond, formatting the date and time only once a second."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{int((now - second) * 1000):03d}+00:00"
 
     def flush(self) -> None:
         if self._timer is not None:

@@ -28,7 +28,7 @@ from cache.redis_client import REDIS_FAILURES
 log = logging.getLogger("bizfed.ratelimit")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     allowed: bool
     retry_after: int = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -64,15 +65,33 @@ def envelope(request: Request, ctx: RequestContext, data: Any, page_cursor: str 
     return respond(request, ctx, resource, etag)
 
 
-def respond(request: Request, ctx: RequestContext, resource: bytes, etag: str) -> HTTPResponse:
-    """The /v1 answer for an already serialised resource; meta comes from ``ctx``."""
+@dataclass(slots=True)
+class Rendered:
+    """An answer ready to send: body, headers and ETag (and the gzipped body, once asked for)."""
+
+    payload: bytes
+    headers: dict[str, str]
+    etag: str
+    gzipped: bytes | None = None
+
+
+def render(ctx: RequestContext, resource: bytes, etag: str) -> Rendered:
+    """The /v1 answer for an already serialised resource; meta and headers come from ``ctx``."""
     payload = b'{"data":' + resource + b',"meta":' + dumps(meta(ctx)) + b"}"
-    return json_response(request, payload, cache_control(ctx), ctx, etag=etag)
+    return Rendered(payload, answer_headers(cache_control(ctx), etag, ctx), etag)
+
+
+def respond(request: Request, ctx: RequestContext, resource: bytes, etag: str) -> HTTPResponse:
+    return deliver(request, render(ctx, resource, etag))
 
 
 def json_response(request: Request, payload: bytes, cache_control: str,
                   ctx: RequestContext | None = None, etag: str | None = None) -> HTTPResponse:
     etag = etag or '"' + hashlib.blake2b(payload, digest_size=16).hexdigest() + '"'
+    return deliver(request, Rendered(payload, answer_headers(cache_control, etag, ctx), etag))
+
+
+def answer_headers(cache_control: str, etag: str, ctx: RequestContext | None = None) -> dict[str, str]:
     headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Authorization, Accept-Encoding"}
     if ctx is not None:
         ages = [r.age_s for r in ctx.sources.values() if r.cache in ("hit", "stale")]
@@ -82,12 +101,19 @@ def json_response(request: Request, payload: bytes, cache_control: str,
                   f"; detail={name}" for name, r in ctx.sources.items() if r.cache != "none"]
         if status:
             headers["Cache-Status"] = ", ".join(status)
-    if _matches(request.headers.get("if-none-match"), etag):
-        return ApiResponse(status=304, headers=headers)
-    if len(payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
-        payload = gzip.compress(payload, compresslevel=5)
-        headers["Content-Encoding"] = "gzip"
-    return ApiResponse(payload, status=200, headers=headers, content_type="application/json")
+    return headers
+
+
+def deliver(request: Request, answer: Rendered) -> HTTPResponse:
+    """``answer`` as this request wants it: 304 when its ETag matches, gzipped when accepted and worth it."""
+    if _matches(request.headers.get("if-none-match"), answer.etag):
+        return ApiResponse(status=304, headers=answer.headers)
+    if len(answer.payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        if answer.gzipped is None:
+            answer.gzipped = gzip.compress(answer.payload, compresslevel=5)
+        return ApiResponse(answer.gzipped, status=200, headers={**answer.headers, "Content-Encoding": "gzip"},
+                           content_type="application/json")
+    return ApiResponse(answer.payload, status=200, headers=answer.headers, content_type="application/json")
 
 
 class ApiResponse(HTTPResponse):

@@ -18,7 +18,7 @@ from typing import Any
 
 from sanic import HTTPResponse, Request
 
-from api.responses import respond
+from api.responses import Rendered, deliver, render
 from federation.context import RequestContext, SourceReport
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
@@ -33,13 +33,22 @@ class Snapshot:
     taken: float
     kept_until: float
     generation: int | None
+    # The last rendering and the tenth of a second since ``taken`` it is for: ages are
+    # reported to a tenth, so within one tenth every replay is the same bytes.
+    rendered: tuple[int, dict[str, SourceReport], Rendered] | None = None
 
-    def replay(self, ctx: RequestContext, now: float) -> None:
-        """Record in ``ctx`` what this answer is made of, as of ``now``."""
-        elapsed = now - self.taken
-        for source, age, ttl in self.parts:
-            ctx.sources[source] = SourceReport("ok", "hit", round(age + elapsed, 1), None, ttl)
+    def replay(self, ctx: RequestContext, now: float) -> Rendered:
+        """The answer as of ``now``; what it is made of is recorded in ``ctx``."""
+        tenths = int((now - self.taken) * 10)
         ctx.redact(*self.redacted)
+        if self.rendered is not None and self.rendered[0] == tenths:
+            ctx.sources.update(self.rendered[1])
+            return self.rendered[2]
+        for source, age, ttl in self.parts:
+            ctx.sources[source] = SourceReport("ok", "hit", round(age + tenths / 10, 1), None, ttl)
+        answer = render(ctx, self.resource, self.etag)
+        self.rendered = (tenths, dict(ctx.sources), answer)
+        return answer
 
 
 class Snapshots:
@@ -57,8 +66,8 @@ class Snapshots:
         self._bytes = 0
         self.served = 0
 
-    def replay(self, key: str, ctx: RequestContext) -> Snapshot | None:
-        """The live snapshot under ``key``, its parts recorded in ``ctx``; None if there is none."""
+    def replay(self, key: str, ctx: RequestContext) -> Rendered | None:
+        """The answer of the live snapshot under ``key``, its parts recorded in ``ctx``; None if there is none."""
         found = self._entries.get(key)
         if found is None:
             return None
@@ -66,9 +75,8 @@ class Snapshots:
         if now >= found.kept_until or found.generation != self._generation():
             self._drop(key)
             return None
-        found.replay(ctx, now)
         self.served += 1
-        return found
+        return found.replay(ctx, now)
 
     def offer(self, key: str, resource: bytes, etag: str, ctx: RequestContext) -> bool:
         """Keep this answer if every part of it is a fresh cached value; True if kept."""
@@ -115,10 +123,10 @@ def snapshotted(handler: Handler) -> Handler:
             return await handler(request, *args, **kwargs)
         key = snapshot_key(request)
         ctx: RequestContext = request.ctx.fed
-        found = snapshots.replay(key, ctx)
-        if found is not None:
+        answer = snapshots.replay(key, ctx)
+        if answer is not None:
             request.ctx.snapshot = True
-            return respond(request, ctx, found.resource, found.etag)
+            return deliver(request, answer)
         response = await handler(request, *args, **kwargs)
         answered: tuple[bytes, str] | None = getattr(request.ctx, "answered", None)
         if answered is not None:

@@ -117,6 +117,29 @@ def wrk(name: str, base: str, paths: list[str], *, key: str = ADMIN, seconds: in
                       _errors(out), int(_number(out, r"(\d+) requests in")))
 
 
+def interleaved(scenarios: Mapping[str, str], paths: list[str], *, rounds: int = 5, seconds: int = 3,
+                connections: int = 32, threads: int = 1) -> dict[str, list[LoadResult]]:
+    """Each scenario (name -> base URL, all running at once) driven ``rounds`` times in turn.
+
+    On a shared machine interference only ever takes throughput away, so comparing the best of
+    interleaved runs (``best``) is fairer than comparing one long run of each, made minutes apart.
+    """
+    runs: dict[str, list[LoadResult]] = {name: [] for name in scenarios}
+    for _ in range(rounds):
+        for name, base in scenarios.items():
+            runs[name].append(wrk(name, base, paths, seconds=seconds, connections=connections, threads=threads))
+    return runs
+
+
+def best(runs: list[LoadResult]) -> LoadResult:
+    return max(runs, key=lambda r: r.requests_per_s)
+
+
+def spread(runs: list[LoadResult]) -> str:
+    rates = sorted(r.requests_per_s for r in runs)
+    return f"{rates[0]:,.0f}–{rates[-1]:,.0f}"
+
+
 def _number(text: str, pattern: str) -> float:
     match = re.search(pattern, text)
     if not match:

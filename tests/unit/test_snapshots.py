@@ -43,8 +43,9 @@ def test_fresh_answer_is_replayed_as_cache_hits_with_grown_ages() -> None:
     replayed = RequestContext.start("reader", 5.0)
     found = store.replay("k", replayed)
     assert found is not None
-    assert found.resource == b'{"sku":"WH-000001"}'
+    assert found.payload.startswith(b'{"data":{"sku":"WH-000001"},"meta":')
     assert found.etag == 'W/"e"'
+    assert found.headers["Age"] == "4"
     assert replayed.sources["warehouse"] == SourceReport("ok", "hit", 0.5, None, 10.0)
     assert replayed.sources["sales"] == SourceReport("ok", "hit", 4.5, None, 30.0)
     assert replayed.redacted == ["std_cost"]

@@ -514,10 +514,9 @@ def _order_totals(lines: Rows) -> dict[str, Decimal | None]:
         if so_far is None:
             continue
         try:
-            try:
-                total = line_total(qty, unit_price, discount_pct)
-            except TypeError:  # SQLite hands back text (or floats); MariaDB hands back Decimal and int
-                total = line_total(int(qty), decimal(unit_price), decimal(discount_pct))
+            # SQLite hands back text (or floats), so convert first: text * qty would repeat the text,
+            # which for a large quantity exhausts memory before the arithmetic fails
+            total = line_total(int(qty), decimal(unit_price), decimal(discount_pct))
             totals[order_no] = so_far + total
         except ROW_ERRORS:
             totals[order_no] = None

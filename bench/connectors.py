@@ -29,11 +29,11 @@ from connectors._values import convert_rows
 from connectors.accounting import AccountingConnector, _InvoiceReader, _invoices_query, today_int
 from connectors.queries import InvoiceFilter, ItemFilter, OrderFilter
 from connectors.sales import (
-    _LINE_TOTAL_COLS,
     _ORDER_COLS,
     SalesConnector,
     _order,
-    _order_totals,
+    _totals,
+    _totals_query,
     customers,
     order_lines,
     orders,
@@ -206,7 +206,7 @@ def sales_pages(c: SalesConnector, conn: AsyncConnection) -> tuple[Page, Page]:
         stmt = base.limit(PAGE) if after is None else base.where(orders.c.order_no > after).limit(PAGE)
         heads = (await conn.execute(stmt)).all()
         nos = [h[0] for h in heads]
-        (await conn.execute(select(*_LINE_TOTAL_COLS).where(order_lines.c.order_no.in_(nos)))).all()
+        (await conn.execute(_totals_query(conn.dialect.name, nos))).all()
         return len(heads), nos[-1] if nos else None
 
     return connector, raw
@@ -235,11 +235,11 @@ async def warehouse_records(conn: psycopg.AsyncConnection[Any]) -> Callable[[], 
 
 async def sales_records(conn: AsyncConnection) -> Callable[[], Any]:
     heads = (await conn.execute(select(*_ORDER_COLS).order_by(orders.c.order_no).limit(PAGE))).all()
-    lines = (await conn.execute(select(*_LINE_TOTAL_COLS)
-                                .where(order_lines.c.order_no.in_([h[0] for h in heads])))).all()
+    dialect = conn.dialect.name
+    lines = (await conn.execute(_totals_query(dialect, [h[0] for h in heads]))).all()
 
     def build() -> Any:
-        totals = _order_totals(lines)
+        totals = _totals(dialect, lines)
         return convert_rows([(h, totals.get(h[0], Decimal("0.00"))) for h in heads], _order, source="bench",
                             what="order")
     return build

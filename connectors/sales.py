@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     literal,
+    literal_column,
     or_,
     select,
 )
@@ -37,7 +38,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
@@ -180,6 +181,15 @@ _CUSTOMER_COLS = (customers.c.id, customers.c.name, customers.c.email, customers
 _ORDER_COLS = (orders.c.order_no, orders.c.customer_id, orders.c.status, orders.c.ordered_at,
                orders.c.ship_from, orders.c.currency)
 _LINE_TOTAL_COLS = (order_lines.c.order_no, order_lines.c.qty, order_lines.c.unit_price, order_lines.c.discount_pct)
+
+# Dialects whose DECIMAL arithmetic is exact, so the database can sum the line totals itself: the product
+# is exact, and ROUND of an exact value rounds half away from zero, as ROUND_HALF_UP does, so each rounded
+# line, and their sum, is the Decimal line_total gives. "× 0.01", not "/ 100": a quotient keeps only
+# div_precision_increment more digits. SQLite's arithmetic is floating point: there Python adds them up.
+_SQL_TOTAL_DIALECTS = frozenset({"mysql", "mariadb"})
+_SQL_LINE_TOTAL = func.round(
+    order_lines.c.qty * order_lines.c.unit_price * (literal_column("100") - order_lines.c.discount_pct)
+    * literal_column("0.01"), literal_column("2"))
 
 
 def _unicode_lower(value: object) -> object:
@@ -347,17 +357,16 @@ class SalesConnector:
     async def _orders_with_totals(self, stmt: Executable) -> list[tuple[Any, Decimal | None]]:
         """Each order row of ``stmt`` with its total, from ONE batched lines query for the whole page."""
 
-        async def work(conn: AsyncConnection) -> tuple[Rows, Rows]:
+        async def work(conn: AsyncConnection) -> tuple[Rows, dict[str, Decimal | None]]:
             heads = (await conn.execute(stmt)).all()
             nos = [h[0] for h in heads]
+            dialect = conn.dialect.name
             lines: list[Any] = []
             for chunk in chunked(nos):
-                lines.extend((await conn.execute(
-                    select(*_LINE_TOTAL_COLS).where(order_lines.c.order_no.in_(chunk)))).all())
-            return heads, lines
+                lines.extend((await conn.execute(_totals_query(dialect, chunk))).all())
+            return heads, _totals(dialect, lines)
 
-        heads, lines = await self._run(work)
-        totals = _order_totals(lines)
+        heads, totals = await self._run(work)
         return [(head, totals.get(head[0], _ZERO)) for head in heads]
 
     async def order_lines(self, order_no: str) -> list[OrderLine]:
@@ -504,6 +513,21 @@ def _customer(row: Any) -> Customer | None:
         log.warning("%s: customer %s has an unreadable created_at; skipped", SOURCE, id_)
         return None
     return Customer(int(id_), name, text_or_none(email), text_or_none(country), created, text_or_none(acct_no))
+
+
+def _totals_query(dialect: str, order_nos: Sequence[str]) -> Select[Any]:
+    """The batched statement behind the totals of some orders: summed per order where SQL can do it exactly."""
+    if dialect in _SQL_TOTAL_DIALECTS:
+        return (select(order_lines.c.order_no, func.sum(_SQL_LINE_TOTAL))
+                .where(order_lines.c.order_no.in_(order_nos)).group_by(order_lines.c.order_no))
+    return select(*_LINE_TOTAL_COLS).where(order_lines.c.order_no.in_(order_nos))
+
+
+def _totals(dialect: str, rows: Rows) -> dict[str, Decimal | None]:
+    """order_no -> its total, from the rows of ``_totals_query``."""
+    if dialect in _SQL_TOTAL_DIALECTS:
+        return dict(rows)
+    return _order_totals(rows)
 
 
 def _order_totals(lines: Rows) -> dict[str, Decimal | None]:

@@ -6,6 +6,7 @@ The URL picks the driver: ``mysql+asyncmy://`` in production, ``sqlite+aiosqlite
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable, Select
@@ -80,6 +82,9 @@ _ORDER_STATUSES: dict[str, OrderStatus] = {
 }
 _NOT_SOLD = ("cancelled", "draft")
 _ZERO = Decimal("0.00")
+
+# create_engine(skip_autocommit_rollback=) is SQLAlchemy 2.0.43 and later
+_CAN_SKIP_AUTOCOMMIT_ROLLBACK = "skip_autocommit_rollback" in inspect.signature(DefaultDialect.__init__).parameters
 
 # MySQL/MariaDB error numbers that mean "too slow" and "connection gone".
 _TIMEOUT_CODES = frozenset({1317, 1969, 3024, 1205})
@@ -233,6 +238,9 @@ class SalesConnector:
             # Reads only: without a transaction there is nothing to roll back when a connection
             # returns to the pool, which saves a round trip per call.
             options.update(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+            if _CAN_SKIP_AUTOCOMMIT_ROLLBACK:
+                # ... and another: closing a Connection still sends ROLLBACK unless told not to
+                options["skip_autocommit_rollback"] = True
         elif backend == "sqlite":
             options["connect_args"] = {"timeout": self._query_timeout}
         if not (backend == "sqlite" and self._url.database in (None, "", ":memory:")):

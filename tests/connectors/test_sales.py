@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from connectors.queries import CustomerFilter, OrderFilter, SoldItemsFilter
 from connectors.records import Customer, Money, OrderStats, ProductSales, SoldItem
 from connectors.sales import SalesConnector, customers, order_lines, orders, products
+from tests.connectors.conftest import make_sales
 
 
 def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
@@ -276,6 +278,26 @@ def _count_statements(sales: SalesConnector) -> list[str]:
 
     event.listen(sales.engine.sync_engine, "before_cursor_execute", count)
     return statements
+
+
+async def test_calls_send_no_rollback_in_autocommit(sales_url: str, closing: Callable[[Any], None]) -> None:
+    """MariaDB: a call returns its autocommit connection to the pool without a ROLLBACK round trip."""
+    connector = make_sales(sales_url, pool_size=1)
+    closing(connector)
+    await connector.open()
+    assert connector.engine is not None
+    if connector.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no server round trips")
+
+    async def rollbacks() -> int:
+        assert connector.engine is not None
+        async with connector.engine.connect() as conn:  # the pool's one connection
+            return int((await conn.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))).one()[1])
+
+    before = await rollbacks()
+    await connector.orders(OrderFilter(), None, 5)
+    await connector.customer(1)
+    assert await rollbacks() == before
 
 
 @pytest.mark.parametrize(("n", "expected"), [(500, 1), (501, 2)])

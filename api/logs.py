@@ -100,13 +100,9 @@ def configure_json_logging(stream: TextIO | None = None) -> logging.Logger:
 
 def request_event(request: Request, response: BaseHTTPResponse, duration_ms: float) -> dict[str, Any]:
     """The fields of a request's log line; values pass through ``scrub`` when formatted."""
-    sources: dict[str, Any] = {}
     fed = getattr(request.ctx, "fed", None)
-    for name, report in (getattr(fed, "sources", None) or {}).items():
-        entry = {"status": report.status, "cache": report.cache}
-        if report.error:
-            entry["error"] = report.error
-        sources[name] = entry
+    # SourceReport dataclasses: orjson writes them as objects (status, cache, age_s, error, ttl).
+    sources = getattr(fed, "sources", None) or {}
     event: dict[str, Any] = {
         "event": "request",
         "request_id": getattr(request.ctx, "request_id", None),

@@ -4,16 +4,20 @@ query plans of the aggregates. Run: ``python -m bench.mix [--scale N]``."""
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import pyodbc
 
-from bench.harness import ADMIN, seeded, server, server_env, table, wrk
+from bench.harness import ADMIN, LoadResult, seeded, server, server_env, table, wrk
 from deploy.legacy.schema import sales_as_odbc
 
 
@@ -44,6 +48,79 @@ def _server_pid(port: int) -> int:
     raise RuntimeError("server process not found")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+
+
+def _pid_of(*needles: str) -> int:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if all(n.encode() in cmd for n in needles):
+                return int(proc.name)
+    raise RuntimeError(f"no process with {needles} in its command line")
+
+
+def _statuses(client: httpx.Client) -> Counter[str]:
+    """Answers so far by status, from the server's own request counter."""
+    counts: Counter[str] = Counter()
+    for line in client.get("/metrics").text.splitlines():
+        match = re.match(r'bizfed_http_requests_total\{.*status="(\d+)".*\} ([\d.e+]+)', line)
+        if match:
+            counts[match.group(1)] += int(float(match.group(2)))
+    return counts
+
+
+@dataclass
+class Busy:
+    """What each part was doing during one load step."""
+
+    connections: int
+    worker_cpu: float
+    redis_cpu: float
+    non_2xx: str
+    pools: str
+
+    def row(self) -> str:
+        return (f"| {self.connections} | {self.worker_cpu:.0%} | {self.redis_cpu:.0%} | {self.non_2xx or 'none'} "
+                f"| {self.pools} |")
+
+
+def _step(base: str, paths: list[str], connections: int, seconds: int, pid: int, redis_pid: int,
+          client: httpx.Client) -> tuple[LoadResult, Busy]:
+    """One wrk run, with the worker's and Redis' CPU use, the answers by status, and the pools mid-run."""
+    before = _statuses(client)
+    cpu = (_cpu_seconds(pid), _cpu_seconds(redis_pid), time.monotonic())
+    pools: list[str] = []
+
+    def look_at_pools() -> None:
+        time.sleep(seconds / 2)
+        sources = client.get("/v1/sources", timeout=30).json()["data"]
+        pools.append(", ".join(f"{name} {_pool_text(state.get('pool'))}" for name, state in sources.items()
+                               if name != "cache"))
+
+    looker = threading.Thread(target=look_at_pools)
+    looker.start()
+    result = wrk(f"{connections} connections", base, paths, seconds=seconds, connections=connections, threads=2)
+    elapsed = time.monotonic() - cpu[2]
+    worker, redis_cpu = (_cpu_seconds(pid) - cpu[0]) / elapsed, (_cpu_seconds(redis_pid) - cpu[1]) / elapsed
+    looker.join()
+    after = _statuses(client)
+    non_2xx = ", ".join(f"{after[s] - before[s]}× {s}" for s in sorted(after) if not s.startswith("2")
+                        and after[s] > before[s])
+    return result, Busy(connections, worker, redis_cpu, non_2xx, pools[0] if pools else "?")
+
+
+def _pool_text(pool: object) -> str:
+    if not isinstance(pool, dict):
+        return "?"
+    return "/".join(f"{k}={v}" for k, v in pool.items())
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=int, default=100)
@@ -64,12 +141,18 @@ def main(argv: list[str] | None = None) -> str:
             rng.shuffle(paths)
             for path in set(paths[:: 7]):
                 httpx.get(base + path, headers=auth)
-            sweep = [wrk(f"{c} connections", base, paths, seconds=args.seconds, connections=c, threads=2)
-                     for c in (8, 32, 128, 512)]
-            report += table(f"Realistic mix (80 % cached, 15 % misses over three systems, 5 % lists), scale "
-                            f"{args.scale}, 1 worker, wrk 2 threads", sweep)
             port = int(base.rsplit(":", 1)[1])
             pid = _server_pid(port)
+            redis_pid = _pid_of("redis-server", ":" + senv["BIZFED_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+            with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
+                steps = [_step(base, paths, c, args.seconds, pid, redis_pid, client) for c in (8, 32, 128, 512)]
+            report += table(f"Realistic mix (80 % cached, 15 % misses over three systems, 5 % lists), scale "
+                            f"{args.scale}, 1 worker, wrk 2 threads", [r for r, _ in steps])
+            report += ("\nWhat was busy (CPU as a share of one core; answers that were not 2xx, from the server's "
+                       "counter; source pools mid-step, from /v1/sources)\n\n"
+                       "| connections | bizfed worker CPU | Redis CPU | non-2xx answers | pools |\n"
+                       "|---|---|---|---|---|\n"
+                       + "\n".join(b.row() for _, b in steps) + "\n")
             samples = [_rss_kb(pid)]
             stop = threading.Event()
 

@@ -1,0 +1,104 @@
+"""The cached hit path of this checkout against an earlier commit, side by side with both ceilings.
+
+Run: ``python -m bench.versus --commit <sha>``. The earlier commit is checked out into a temporary
+git worktree and served from there (same virtualenv, same databases, same Redis); every server
+runs at once and wrk drives them in interleaved rounds, keeping each one's best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import redis
+
+from bench.ceiling import PREFIX
+from bench.harness import ADMIN, ROOT, best, free_port, interleaved, seeded, server, server_env, spread, table
+from deploy.local.process import start_group, stop_group
+
+
+@contextlib.contextmanager
+def worktree(commit: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bizfed-versus-") as tmp:
+        path = Path(tmp, "tree")
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit],
+                       check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False,
+                           capture_output=True)
+
+
+@contextlib.contextmanager
+def server_from(tree: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """``bizfed serve`` (one worker) running the code in ``tree``."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="bench-versus-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = start_group([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "1"],
+                       env={**env, "PYTHONPATH": str(tree)}, cwd=tree, output=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/health/live", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server of the earlier commit did not start; see {log.name}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        stop_group(proc)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commit", required=True, help="the earlier commit to compare with")
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    with seeded(1, name="versus") as (env, targets), worktree(args.commit) as tree:
+        redis_url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + "/14"
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        senv = server_env(env, targets, BIZFED_REDIS_URL=redis_url, BIZFED_FRESHNESS_WAREHOUSE="600,0,600",
+                          BIZFED_FRESHNESS_SALES="600,0,600", BIZFED_FRESHNESS_ACCOUNTING="600,0,600")
+        with contextlib.ExitStack() as running:
+            bases = {"this checkout": running.enter_context(server(senv)),
+                     f"{args.commit[:10]}": running.enter_context(server_from(tree, senv))}
+            skus = [p["sku"] for p in
+                    httpx.get(bases["this checkout"] + "/v1/products?limit=50", headers=auth).json()["data"]]
+            paths = [f"/v1/products/{sku}" for sku in skus]
+            for path in paths:
+                for base in bases.values():
+                    body = httpx.get(base + path, headers=auth).content
+                client.set(PREFIX + path.rsplit("/", 1)[1], body)
+            for source in ("redis", "memory"):
+                bases[f"ceiling ({source})"] = running.enter_context(server(
+                    {"PATH": senv["PATH"]}, module="bench.ceiling", args=("--redis", redis_url, "--source", source)))
+            runs = interleaved(bases, paths, rounds=args.rounds, seconds=args.seconds)
+        client.flushdb()
+    found = {name: best(r) for name, r in runs.items()}
+    report = table(f"Cached GET /v1/products/{{sku}}, this checkout vs {args.commit[:10]}, 1 worker, wrk 1 thread "
+                   f"32 connections, best of {args.rounds} interleaved {args.seconds} s runs", list(found.values()))
+    report += "\nreq/s over the rounds: " + "; ".join(f"{name}: {spread(r)}" for name, r in runs.items()) + "\n\n"
+    now, then = found["this checkout"], found[args.commit[:10]]
+    for name, result in (("this checkout", now), (args.commit[:10], then)):
+        report += (f"- {name}: {result.requests_per_s / found['ceiling (redis)'].requests_per_s:.2f}x ceiling (a), "
+                   f"{result.requests_per_s / found['ceiling (memory)'].requests_per_s:.2f}x ceiling (b)\n")
+    report += f"- this checkout / {args.commit[:10]}: **{now.requests_per_s / then.requests_per_s:.2f}x**\n"
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -349,38 +349,46 @@ class AccountingConnector:
         except RuntimeError:
             slots.release()
             raise SourceUnavailable(SOURCE, "connector is closing") from None
-        # The slot is the thread, not this coroutine: it is free only when the thread is.
-        future.add_done_callback(lambda _: _release_soon(loop, slots))
-        waiter = asyncio.wrap_future(future)
+        # The slot is the thread, not this coroutine: it is free only when the thread is. One hop
+        # back to the loop frees it and hands over the outcome; a hop for each made the worker and
+        # the loop trade the GIL back and forth at the end of every call.
+        outcome: asyncio.Future[T] = loop.create_future()
+        future.add_done_callback(lambda done: _hand_back(loop, slots, done, outcome))
         try:
             async with asyncio.timeout(self._login_timeout + self._query_timeout + _GUARD_MARGIN):
-                return await asyncio.shield(waiter)
+                return await outcome
         except TimeoutError as exc:
-            _abandon(canceller, running, waiter)
+            _abandon(canceller, running)
             raise SourceTimeout(SOURCE, "no answer in time") from exc
         except asyncio.CancelledError:
-            _abandon(canceller, running, waiter)
+            _abandon(canceller, running)
             raise
 
 
-def _abandon(canceller: concurrent.futures.ThreadPoolExecutor, running: _Running,
-             waiter: asyncio.Future[Any]) -> None:
-    """Nobody waits for this call any more: stop its statement (off the event loop) and drop its outcome."""
-    waiter.add_done_callback(_consume)
+def _abandon(canceller: concurrent.futures.ThreadPoolExecutor, running: _Running) -> None:
+    """Nobody waits for this call any more (its outcome future is cancelled): stop its statement, off the loop."""
     with contextlib.suppress(RuntimeError):  # the connector is closing; its threads finish on their own
         canceller.submit(running.cancel)
 
 
-def _release_soon(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
-    # RuntimeError: the loop is gone (shutdown), and so is anyone waiting for the slot
+def _hand_back(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore, done: concurrent.futures.Future[T],
+               outcome: asyncio.Future[T]) -> None:
+    """In the worker thread, as a call ends: free its slot and settle its outcome, on the loop."""
+    # RuntimeError: the loop is gone (shutdown), and so is anyone waiting for the slot or the outcome
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(slots.release)
+        loop.call_soon_threadsafe(_settle, slots, done, outcome)
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve the late outcome of an abandoned call so asyncio does not log it as unhandled."""
-    if not future.cancelled():
-        future.exception()
+def _settle(slots: asyncio.Semaphore, done: concurrent.futures.Future[T], outcome: asyncio.Future[T]) -> None:
+    slots.release()
+    if outcome.done():  # cancelled: the caller timed out or was cancelled, and the outcome is dropped
+        return
+    if done.cancelled():
+        outcome.cancel()
+    elif (exc := done.exception()) is not None:
+        outcome.set_exception(exc)
+    else:
+        outcome.set_result(done.result())
 
 
 def _close_quietly(conn: pyodbc.Connection) -> None:

@@ -25,13 +25,12 @@ import pyodbc
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from connectors._values import convert_rows
 from connectors.accounting import AccountingConnector, _InvoiceReader, _invoices_query, today_int
 from connectors.queries import InvoiceFilter, ItemFilter, OrderFilter
 from connectors.sales import (
     _ORDER_COLS,
     SalesConnector,
-    _order,
+    _orders,
     _totals,
     _totals_query,
     customers,
@@ -39,7 +38,7 @@ from connectors.sales import (
     orders,
     products,
 )
-from connectors.warehouse import WarehouseConnector, _item_stock, _items_query
+from connectors.warehouse import WarehouseConnector, _item_stocks, _items_query
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
 
 PAGE = 500
@@ -230,7 +229,7 @@ def accounting_pages(c: AccountingConnector, cur: pyodbc.Cursor) -> tuple[Page, 
 
 async def warehouse_records(conn: psycopg.AsyncConnection[Any]) -> Callable[[], Any]:
     rows = await (await conn.execute(*_items_query(ItemFilter(), None, PAGE))).fetchall()
-    return lambda: convert_rows(rows, _item_stock, source="bench", what="item")
+    return lambda: _item_stocks(rows)
 
 
 async def sales_records(conn: AsyncConnection) -> Callable[[], Any]:
@@ -240,15 +239,14 @@ async def sales_records(conn: AsyncConnection) -> Callable[[], Any]:
 
     def build() -> Any:
         totals = _totals(dialect, lines)
-        return convert_rows([(h, totals.get(h[0], Decimal("0.00"))) for h in heads], _order, source="bench",
-                            what="order")
+        return _orders([(h, totals.get(h[0], Decimal("0.00"))) for h in heads])
     return build
 
 
 def accounting_records(cur: pyodbc.Cursor) -> Callable[[], Any]:
     sql, params = _invoices_query(InvoiceFilter(today=TODAY), today_int(TODAY), None, PAGE)
     rows = cur.execute(sql, *params).fetchall()
-    return lambda: convert_rows(rows, _InvoiceReader(today_int(TODAY)), source="bench", what="invoice")
+    return lambda: _InvoiceReader(today_int(TODAY)).read(rows)
 
 
 def per_row_us(build: Callable[[], Any]) -> float:

@@ -5,27 +5,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from connectors._values import convert_rows
-
 K = TypeVar("K")
 R = TypeVar("R")
 T = TypeVar("T")
 
 
 async def keyset_page(fetch: Callable[[K | None, int], Awaitable[Sequence[R]]], key: Callable[[R], K],
-                      convert: Callable[[R], T | None], after: K | None, limit: int, *,
-                      source: str, what: str) -> list[T]:
+                      convert: Callable[[Sequence[R]], list[T]], after: K | None, limit: int) -> list[T]:
     """Up to ``limit`` converted rows after ``after``.
 
-    A skipped row must not shorten the page: a short page reads as the last
-    one to the caller, so the rows after it would never be listed. Only when
-    rows were skipped does this cost another round trip.
+    ``convert`` turns a fetched batch of rows into records, leaving out (and
+    reporting) the unreadable ones. A skipped row must not shorten the page:
+    a short page reads as the last one to the caller, so the rows after it
+    would never be listed. Only when rows were skipped does this cost another
+    round trip.
     """
     out: list[T] = []
     while len(out) < limit:
         want = limit - len(out)
         rows = await fetch(after, want)
-        out.extend(convert_rows(rows, convert, source=source, what=what))
+        out.extend(convert(rows))
         if len(rows) < want:
             break
         after = key(rows[-1])

@@ -27,16 +27,22 @@ def convert_rows(rows: Iterable[R], convert: Callable[[R], T | None], *, source:
         try:
             record = convert(row)
         except ROW_ERRORS as exc:
-            log.warning("%s: skipped an unreadable %s row (%s)", source, what, type(exc).__name__)
+            skipped_row(source, what, exc)
             continue
         if record is not None:
             out.append(record)
     return out
 
 
+def skipped_row(source: str, what: str, exc: BaseException) -> None:
+    """Report a row left out because converting it raised one of ``ROW_ERRORS``."""
+    log.warning("%s: skipped an unreadable %s row (%s)", source, what, type(exc).__name__)
+
+
 def cents(value: int | Decimal) -> Decimal:
     """Integer cents as a Decimal amount with two places (1250 -> 12.50)."""
-    return Decimal(int(value)) * CENT
+    # the same exact product as Decimal(int(value)) * CENT, without building the Decimal first
+    return CENT * int(value)
 
 
 def decimal(value: Any) -> Decimal:
@@ -77,7 +83,8 @@ def yyyymmdd(value: int | None) -> date | None:
 def utc(value: Any) -> datetime | None:
     """A timestamp as aware UTC: naive values are UTC already; text is parsed; garbage is None."""
     if type(value) is datetime and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        # value.replace(tzinfo=UTC) at a fifth of the cost: replace() parses keyword arguments
+        return datetime.combine(value, value.time(), UTC)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)

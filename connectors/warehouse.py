@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._paging import keyset_page
-from connectors._values import convert_rows, utc
+from connectors._values import ROW_ERRORS, convert_rows, skipped_row, utc
 from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
 from connectors.queries import ItemFilter
 from connectors.records import Item, ItemStock, Location, StockLevel, StockTotal
@@ -117,7 +117,7 @@ class WarehouseConnector:
         async def fetch(after_sku: str | None, n: int) -> list[tuple[Any, ...]]:
             return await self._fetch(*_items_query(where, after_sku, n))
 
-        return await keyset_page(fetch, lambda row: str(row[0]), _item_stock, after, limit, source=SOURCE, what="item")
+        return await keyset_page(fetch, lambda row: str(row[0]), _item_stocks, after, limit)
 
     async def item(self, sku: str) -> Item | None:
         key = canonical_sku(sku)
@@ -270,9 +270,20 @@ def _location(row: tuple[Any, ...]) -> Location:
     return Location(code.strip(), name, city, country.strip(), timezone.strip())
 
 
-def _item_stock(row: tuple[Any, ...]) -> ItemStock:
-    sku, name, unit, active, on_hand, reserved = row
-    return ItemStock(_sku(sku), name, unit.strip(), bool(active), int(on_hand), int(reserved))
+def _item_stocks(rows: Sequence[tuple[Any, ...]]) -> list[ItemStock]:
+    """Rows of ``_items_query`` as records, the unreadable ones skipped (a bulk read's loop: ``_sku`` inline)."""
+    out: list[ItemStock] = []
+    append = out.append
+    for row in rows:
+        try:
+            sku, name, unit, active, on_hand, reserved = row
+            key = sku.strip().upper() if sku is not None else None
+            if not key:
+                raise ValueError("blank sku")
+            append(ItemStock(key, name, unit.strip(), bool(active), int(on_hand), int(reserved)))
+        except ROW_ERRORS as exc:
+            skipped_row(SOURCE, "item", exc)
+    return out
 
 
 def _item(row: tuple[Any, ...]) -> Item:

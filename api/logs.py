@@ -98,25 +98,27 @@ def configure_json_logging(stream: TextIO | None = None) -> logging.Logger:
     return logger
 
 
-def request_event(request: Request, response: BaseHTTPResponse, duration_ms: float) -> dict[str, Any]:
-    """The fields of a request's log line; values pass through ``scrub`` when formatted."""
+def request_event(request: Request, response: BaseHTTPResponse, duration_ms: float,
+                  head: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of a request's log line after ``head``; the text the client chose is scrubbed."""
     fed = getattr(request.ctx, "fed", None)
-    # SourceReport dataclasses: orjson writes them as objects (status, cache, age_s, error, ttl).
-    sources = getattr(fed, "sources", None) or {}
+    request_id = getattr(request.ctx, "request_id", None)
     event: dict[str, Any] = {
+        **(head or {}),
         "event": "request",
-        "request_id": getattr(request.ctx, "request_id", None),
+        "request_id": scrub(request_id) if request_id else request_id,
         "method": request.method,
         "route": route_label(request),
-        "path": request.path,
+        "path": scrub(request.path),
         "status": response.status,
         "duration_ms": round(duration_ms, 2),
         "role": getattr(request.ctx, "role", None),
-        "sources": sources,
+        # SourceReport dataclasses: orjson writes them as objects (status, cache, age_s, error, ttl).
+        "sources": getattr(fed, "sources", None) or {},
     }
     if request.query_string:
-        event["query"] = request.query_string
-    if fed is not None and getattr(fed, "partial", False):
+        event["query"] = scrub(request.query_string)
+    if fed is not None and fed.partial:
         event["partial"] = True
     if getattr(request.ctx, "snapshot", False):
         event["snapshot"] = True
@@ -150,7 +152,7 @@ class RequestLog:
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._flush_after = flush_after
         self._batch = batch
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._second_text = ""
@@ -159,17 +161,10 @@ class RequestLog:
         level = logging.ERROR if response.status >= 500 else logging.INFO
         if not self._logger.isEnabledFor(level):
             return
-        body: dict[str, Any] = {
-            "ts": self._timestamp(time.time()),
-            "level": "error" if level == logging.ERROR else "info",
-            "logger": REQUEST_LOGGER,
-            **request_event(request, response, duration_ms),
-        }
-        # Only these carry text the client chose; the rest (route, role, sources) is the server's own.
-        for name in ("request_id", "path", "query"):
-            if isinstance(body.get(name), str):
-                body[name] = scrub(body[name])
-        self._lines.append(orjson.dumps(body, default=str).decode() + "\n")
+        head = {"ts": self._timestamp(time.time()), "level": "error" if level == logging.ERROR else "info",
+                "logger": REQUEST_LOGGER}
+        self._lines.append(orjson.dumps(request_event(request, response, duration_ms, head), default=str,
+                                        option=orjson.OPT_APPEND_NEWLINE))
         if level >= logging.ERROR or len(self._lines) >= self._batch:
             self.flush()
         elif self._timer is None:
@@ -189,7 +184,7 @@ class RequestLog:
             self._timer = None
         if not self._lines:
             return
-        text, self._lines = "".join(self._lines), []
+        text, self._lines = b"".join(self._lines).decode(), []
         stream = self._stream or sys.stdout
         with contextlib.suppress(OSError, ValueError):   # a closed or broken stdout must not fail requests
             stream.write(text)

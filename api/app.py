@@ -110,6 +110,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     request_log = install_request_log(app)
     install_dashboard(app)
     app.error_handler.add(Exception, to_problem)
+    app.error_handler.add(asyncio.CancelledError, to_problem)   # not an Exception: a client that hung up
 
     @app.before_server_start
     async def start_sources(app: Sanic[Config, Any]) -> None:

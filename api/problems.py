@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from asyncio import CancelledError
 from typing import Any
 
 import orjson
@@ -36,6 +37,11 @@ class RateLimited(SanicException):
 
 def to_problem(request: Request, exc: BaseException) -> HTTPResponse:
     """Map an exception to its problem response; unknown errors become a bare 500."""
+    if isinstance(exc, CancelledError):
+        # The client hung up before the answer was ready (Sanic cancels the handler). Nobody will read
+        # this answer, but metrics and the log see it: 499, as nginx names it, rather than a false 500.
+        return problem(499, "Client closed request", "the connection closed before the answer was ready",
+                       kind="client-closed")
     if isinstance(exc, BadRequest):
         return problem(400, "Bad request", exc.detail, kind="bad-request", param=exc.param)
     if isinstance(exc, NotFound):

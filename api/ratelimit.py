@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from cache.redis_client import REDIS_FAILURES
+from cache.redis_client import REDIS_FAILURES, pool_exhausted
 
 log = logging.getLogger("bizfed.ratelimit")
 
@@ -77,7 +77,9 @@ class RateLimiter:
             return Verdict(True, remaining=self._limit - count.seen - count.pending)
         adding, count.pending = count.pending + 1, 0
         total = await self._add({name: adding})
-        if total is None:
+        if total is None:   # Redis down (counts dropped: fail open) or busy (counts kept for the next sync)
+            if count.seen + count.pending > self._limit:
+                return self._refused(slot, now)
             return Verdict(True)
         count.seen = max(count.seen, total[name])
         if total[name] > self._limit:
@@ -117,6 +119,12 @@ class RateLimiter:
                     pipe.expire(name, int(self._window) + 1, nx=True)
                 replies = await pipe.execute()
         except REDIS_FAILURES as exc:
+            if pool_exhausted(exc):
+                # Busy, not down: keep the counts for the next sync and judge this request on what is known.
+                for name, n in counts.items():
+                    if name in self._counts:
+                        self._counts[name].pending += n
+                return None
             self.fail_opens += 1
             if not self.failing_open:
                 log.warning("rate limit not enforced while Redis is unavailable (%s)", type(exc).__name__)

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cache.availability import Availability
 from cache.cached import Cached, LoadFailed
@@ -23,7 +22,7 @@ from cache.freshness import Freshness
 from cache.keys import RESERVED, Keys
 from cache.local import LocalCache
 from cache.observer import CacheObserver, Counters, NullObserver
-from cache.redis_client import REDIS_FAILURES
+from cache.redis_client import REDIS_FAILURES, pool_exhausted
 from cache.singleflight import SingleFlight
 from cache.store import Claim, Entry, EntryStore
 
@@ -47,11 +46,6 @@ class _RedisDown(Exception):
 
 class _PoolBusy(_RedisDown):
     """Every pooled connection was in use: this process is busy, Redis is not down."""
-
-
-def _pool_exhausted(exc: BaseException) -> bool:
-    # BlockingConnectionPool reports a wait timeout as a bare ConnectionError caused by TimeoutError.
-    return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
 
 
 class RedisCache:
@@ -310,7 +304,7 @@ class RedisCache:
             async with asyncio.timeout(self._op_timeout):
                 result = await op
         except REDIS_FAILURES as exc:
-            if _pool_exhausted(exc):
+            if pool_exhausted(exc):
                 self.counters.pool_busy += 1
                 raise _PoolBusy from exc
             self._failed(exc, self._op_timeout)
@@ -323,7 +317,7 @@ class RedisCache:
             async with asyncio.timeout(limit or self._admin_timeout):
                 result = await op
         except REDIS_FAILURES as exc:
-            if not _pool_exhausted(exc):
+            if not pool_exhausted(exc):
                 self._failed(exc, limit or self._admin_timeout)
             raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
         self._availability.succeeded()

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 SINGLE_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -103,6 +104,12 @@ class _SentinelRedis(Redis):
 # Every way a Redis call can fail. uvloop raises RuntimeError when a write meets a
 # transport Redis has just closed, so a restart shows up as that, not as a RedisError.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError, RuntimeError)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when every pooled connection was busy: this process is loaded, Redis is not down."""
+    # BlockingConnectionPool reports a wait timeout as a bare ConnectionError caused by TimeoutError.
+    return isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, TimeoutError)
 
 
 def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25, retries: int = 1,

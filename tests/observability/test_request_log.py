@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 
 from api.logs import scrub
+from deploy.local.faultproxy import FaultProxy
 from tests.servers import KEYS, Server, Upstreams, wait_for
 
 FIELDS = {"request_id", "route", "method", "status", "duration_ms", "role", "sources"}
@@ -90,6 +93,24 @@ def test_log_never_holds_a_key_or_connection_string(server: Server, upstreams: U
                    upstreams.targets.warehouse_dsn, upstreams.targets.sales_url):
         assert secret not in text
     assert "Bearer " not in text.replace("Bearer [redacted]", "")
+
+
+def test_a_client_that_hangs_up_is_logged_as_499_not_500(upstreams: Upstreams, launch: Callable[..., Server],
+                                                          proxy_factory: Callable[[int], FaultProxy]) -> None:
+    """A request whose client closes the connection while the sources are still answering is a 499."""
+    sales = proxy_factory(upstreams.mariadb_port)
+    server = launch({**upstreams.env(sales=sales.port), "BIZFED_CACHE": "off"}, name="hang-up")
+    sales.latency(1.0)
+    request_id = f"obs-{uuid.uuid4().hex}"
+    host, port = server.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(f"GET /v1/customers?limit=5 HTTP/1.1\r\nHost: {host}\r\nX-Request-ID: {request_id}\r\n"
+                     f"Authorization: Bearer {KEYS['reader']}\r\n\r\n".encode())
+        time.sleep(0.3)
+    line = _line_for(server, request_id)
+    assert line["status"] == 499
+    assert line["level"] == "info"
+    sales.pass_through()
 
 
 @pytest.mark.parametrize(("raw", "leak"), [

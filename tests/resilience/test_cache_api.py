@@ -95,3 +95,27 @@ def test_hot_reads_replay_a_snapshot_per_role_until_an_invalidation(server: Serv
     after = server.get(path, role="reader").json()
     assert after["meta"]["sources"]["warehouse"]["cache"] == "miss"
     assert _snapshot_serves(server) == served
+
+
+def test_an_invalidation_reaches_another_process_snapshots_within_a_second(
+        seeded: LegacyTargets, redis_url: str, launch: Callable[..., Server]):
+    """Two processes keep snapshots for a minute; a stock change invalidated through one shows
+    through the other within about a second (pub/sub clears its first level and snapshots)."""
+    env = {**Upstreams(seeded, redis_url).env(redis_db=8), "BIZFED_FRESHNESS_WAREHOUSE": "600,0,600",
+           "BIZFED_FRESHNESS_SALES": "600,0,600", "BIZFED_LOCAL_CACHE_TTL": "60",
+           "BIZFED_WATCH_INTERVAL": "3600"}   # no watcher: only the admin's invalidation can explain a change
+    first, second = launch(env, name="snapshots-a"), launch(env, name="snapshots-b")
+    sku = _stocked_sku(first)
+    path = f"/v1/products/{sku}"
+    for server in (first, second, first, second):
+        on_hand = server.get(path, role="reader").json()["data"]["on_hand"]
+    assert second.get(path, role="reader").json()["meta"]["sources"]["warehouse"]["cache"] == "hit"
+    with psycopg.connect(seeded.warehouse_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE stock SET on_hand = on_hand + 5 WHERE sku = %s AND location_code = "
+                     "(SELECT min(location_code) FROM stock WHERE sku = %s)", (sku, sku))
+    assert second.get(path, role="reader").json()["data"]["on_hand"] == on_hand, "changed without an invalidation"
+    assert first.post("/v1/cache/invalidate", role="admin", json={"tags": [sku]}).status_code == 200
+    sent = time.monotonic()
+    wait_for(lambda: second.get(path, role="reader").json()["data"]["on_hand"] == on_hand + 5, 5,
+             "the change through the other process")
+    assert time.monotonic() - sent < 1.5

@@ -7,7 +7,7 @@ SCALE  ?= 1
 SEED   ?= 42
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test lint stack-up stack-down seed bench clean docs fuzz replicas office
+.PHONY: venv demo test lint stack-up stack-down seed bench bench-scale bench-connectors clean docs fuzz replicas office
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -53,6 +53,16 @@ fuzz: stack-up
 
 bench: stack-up
 	@$(ENV) $(BIN)/python -m bench.run
+
+# Scale 100: deep pages, both cores, the cached path against its ceilings; then the mixed load sweep,
+# memory over a full pagination walk and the aggregates' query plans.
+bench-scale: stack-up
+	@$(ENV) $(BIN)/python -m bench.scale
+	@$(ENV) $(BIN)/python -m bench.mix
+
+# Bulk reads through each connector against the bare drivers (rewrites BENCHMARKS.md's Connectors section).
+bench-connectors: stack-up
+	@$(ENV) $(BIN)/python -m bench.connectors
 
 # Three replicas behind nginx on one Redis: shared cache and breaker, a SIGKILL under wrk, a SIGTERM.
 replicas: stack-up

@@ -336,8 +336,10 @@ SHORT_OF_TARGET = {
         "Building an `Invoice` is now mostly allocation: the `Invoice` itself (~0.14 µs), each non-zero\n"
         "`Money` with its `Decimal` (~0.2 µs; two to four per invoice, zero amounts share one), unpacking\n"
         "pyodbc's `Row` (~0.09 µs; a tuple takes 0.01) and the garbage collector (~0.1 µs): about 0.9 µs a\n"
-        "row before any logic. The last column is mostly the hop to the worker thread and back (pyodbc\n"
-        "blocks). SQL cannot take the money over: pyodbc fetches a DECIMAL as a `Decimal` in ~0.58 µs, a\n"
+        "row before any logic. The hop to the worker thread is a small part of the last column (compare\n"
+        "the raw read through one thread above); the rest is not attributed, most likely the collector\n"
+        "and allocator at work on earlier pages' records, which the converter timed alone does not see.\n"
+        "SQL cannot take the money over: pyodbc fetches a DECIMAL as a `Decimal` in ~0.58 µs, a\n"
         "BIGINT in ~0.09, and `CENT * int` takes ~0.08. What is left is pure-Python object creation,\n"
         "set against pyodbc's own fetch."),
 }

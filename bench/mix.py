@@ -4,65 +4,20 @@ query plans of the aggregates. Run: ``python -m bench.mix [--scale N]``."""
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psycopg
 import pyodbc
 
 from bench.harness import ADMIN, LoadResult, seeded, server, server_env, table, wrk
+from bench.procs import cpu_seconds, pid_of, rss_kb, server_pid
 from deploy.legacy.schema import sales_as_odbc
-
-
-def _rss_kb(pid: int) -> int:
-    total = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            status = (proc / "status").read_text()
-            if int(proc.name) != pid and f"PPid:\t{pid}\n" not in status:
-                continue
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
-def _server_pid(port: int) -> int:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"serve" in cmd and str(port).encode() in cmd:
-                return int(proc.name)
-    raise RuntimeError("server process not found")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
-
-
-def _pid_of(*needles: str) -> int:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if all(n.encode() in cmd for n in needles):
-                return int(proc.name)
-    raise RuntimeError(f"no process with {needles} in its command line")
 
 
 def _statuses(client: httpx.Client) -> Counter[str]:
@@ -94,7 +49,7 @@ def _step(base: str, paths: list[str], connections: int, seconds: int, pid: int,
           client: httpx.Client) -> tuple[LoadResult, Busy]:
     """One wrk run, with the worker's and Redis' CPU use, the answers by status, and the pools mid-run."""
     before = _statuses(client)
-    cpu = (_cpu_seconds(pid), _cpu_seconds(redis_pid), time.monotonic())
+    cpu = (cpu_seconds(pid), cpu_seconds(redis_pid), time.monotonic())
     pools: list[str] = []
 
     def look_at_pools() -> None:
@@ -107,7 +62,7 @@ def _step(base: str, paths: list[str], connections: int, seconds: int, pid: int,
     looker.start()
     result = wrk(f"{connections} connections", base, paths, seconds=seconds, connections=connections, threads=2)
     elapsed = time.monotonic() - cpu[2]
-    worker, redis_cpu = (_cpu_seconds(pid) - cpu[0]) / elapsed, (_cpu_seconds(redis_pid) - cpu[1]) / elapsed
+    worker, redis_cpu = (cpu_seconds(pid) - cpu[0]) / elapsed, (cpu_seconds(redis_pid) - cpu[1]) / elapsed
     looker.join()
     after = _statuses(client)
     non_2xx = ", ".join(f"{after[s] - before[s]}× {s}" for s in sorted(after) if not s.startswith("2")
@@ -141,9 +96,8 @@ def main(argv: list[str] | None = None) -> str:
             rng.shuffle(paths)
             for path in set(paths[:: 7]):
                 httpx.get(base + path, headers=auth)
-            port = int(base.rsplit(":", 1)[1])
-            pid = _server_pid(port)
-            redis_pid = _pid_of("redis-server", ":" + senv["BIZFED_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+            pid = server_pid(base)
+            redis_pid = pid_of("redis-server", ":" + senv["BIZFED_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
             with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
                 steps = [_step(base, paths, c, args.seconds, pid, redis_pid, client) for c in (8, 32, 128, 512)]
             report += table(f"Realistic mix (80 % cached, 15 % misses over three systems, 5 % lists), scale "
@@ -153,12 +107,12 @@ def main(argv: list[str] | None = None) -> str:
                        "| connections | bizfed worker CPU | Redis CPU | non-2xx answers | pools |\n"
                        "|---|---|---|---|---|\n"
                        + "\n".join(b.row() for _, b in steps) + "\n")
-            samples = [_rss_kb(pid)]
+            samples = [rss_kb(pid)]
             stop = threading.Event()
 
             def sample() -> None:
                 while not stop.is_set():
-                    samples.append(_rss_kb(pid))
+                    samples.append(rss_kb(pid))
                     time.sleep(0.2)
 
             sampler = threading.Thread(target=sample, daemon=True)

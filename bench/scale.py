@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import time
 
 import httpx
 import pyodbc
@@ -13,6 +14,7 @@ import redis
 from api.params import Cursors, scope_of
 from bench.ceiling import PREFIX
 from bench.harness import ADMIN, best, interleaved, seeded, server, server_env, spread, table, wrk
+from bench.procs import cpu_seconds, server_pid
 from deploy.legacy.schema import sales_as_odbc
 
 SECRET = "bench-cursor-secret"
@@ -22,6 +24,14 @@ def _order_at(odbc: str, position: int) -> str:
     with pyodbc.connect(odbc, timeout=10) as conn:
         row = conn.execute("SELECT order_no FROM orders ORDER BY order_no LIMIT 1 OFFSET ?", position).fetchone()
     return str(row[0])
+
+
+def _cpu_use(base: str, paths: list[str], seconds: int) -> tuple[float, float]:
+    """(req/s, server CPU in cores) over one wrk run."""
+    pid = server_pid(base)
+    before, started = cpu_seconds(pid), time.monotonic()
+    result = wrk("cpu", base, paths, seconds=seconds, threads=2, connections=64)
+    return result.requests_per_s, (cpu_seconds(pid) - before) / (time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -64,6 +74,8 @@ def main(argv: list[str] | None = None) -> str:
                     {"PATH": warm["PATH"]}, workers=1, module="bench.ceiling",
                     args=("--redis", redis_url, "--source", source)))
             runs = interleaved(bases, paths, rounds=args.rounds, seconds=args.seconds, threads=2, connections=64)
+            # One more run of each bizfed, watching the server's CPU: how much of the two cores it got.
+            usage = [_cpu_use(base, paths, args.seconds) for base in list(bases.values())[:2]]
         client.flushdb()
     one, two, redis_ceiling, memory_ceiling = (best(r) for r in runs.values())
     report += table(f"Cached hit path (50 hot SKUs), wrk 2 threads 64 connections, best of {args.rounds} "
@@ -74,6 +86,9 @@ def main(argv: list[str] | None = None) -> str:
                f"**{one.requests_per_s / redis_ceiling.requests_per_s:.2f}x** (target >= 1.0x); "
                "vs ceiling (b) bare Sanic from memory: "
                f"**{one.requests_per_s / memory_ceiling.requests_per_s:.2f}x** (target >= 0.4x)\n")
+    report += ("\nServer CPU during one more run of each (cores; wrk runs on the same two): "
+               + "; ".join(f"{n} worker(s): {cores:.2f} cores, {rate:,.0f} req/s, {rate / cores:,.0f} req/s per core"
+                           for n, (rate, cores) in zip((1, 2), usage, strict=True)) + "\n")
     print(report)
     return report
 

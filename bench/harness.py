@@ -78,14 +78,14 @@ def server_env(env: Mapping[str, str], targets: LegacyTargets, **extra: str) -> 
 
 @contextlib.contextmanager
 def server(env: Mapping[str, str], *, workers: int = 1, module: str = "api.cli",
-           args: tuple[str, ...] = ()) -> Iterator[str]:
-    """A running server (``bizfed serve`` by default); yields its base URL."""
+           args: tuple[str, ...] = (), code: Path = ROOT) -> Iterator[str]:
+    """A running server (``bizfed serve`` by default) from the code in ``code``; yields its base URL."""
     port = free_port()
     cmd = [sys.executable, "-m", module, *(args or ("serve", "--port", str(port), "--workers", str(workers)))]
     if args:
         cmd += ["--port", str(port), "--workers", str(workers)]
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = start_group(cmd, env=env, cwd=ROOT, output=log)
+    proc = start_group(cmd, env={**env, "PYTHONPATH": str(code)} if code != ROOT else env, cwd=code, output=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -10,18 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import redis
 
 from bench.ceiling import PREFIX
-from bench.harness import ADMIN, ROOT, best, free_port, interleaved, seeded, server, server_env, spread, table
-from deploy.local.process import start_group, stop_group
+from bench.harness import ADMIN, ROOT, best, interleaved, seeded, server, server_env, spread, table
 
 
 @contextlib.contextmanager
@@ -35,28 +32,6 @@ def worktree(commit: str) -> Iterator[Path]:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False,
                            capture_output=True)
-
-
-@contextlib.contextmanager
-def server_from(tree: Path, env: Mapping[str, str]) -> Iterator[str]:
-    """``bizfed serve`` (one worker) running the code in ``tree``."""
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="bench-versus-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = start_group([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "1"],
-                       env={**env, "PYTHONPATH": str(tree)}, cwd=tree, output=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/health/live", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server of the earlier commit did not start; see {log.name}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        stop_group(proc)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -74,7 +49,7 @@ def main(argv: list[str] | None = None) -> str:
                           BIZFED_FRESHNESS_SALES="600,0,600", BIZFED_FRESHNESS_ACCOUNTING="600,0,600")
         with contextlib.ExitStack() as running:
             bases = {"this checkout": running.enter_context(server(senv)),
-                     f"{args.commit[:10]}": running.enter_context(server_from(tree, senv))}
+                     f"{args.commit[:10]}": running.enter_context(server(senv, code=tree))}
             skus = [p["sku"] for p in
                     httpx.get(bases["this checkout"] + "/v1/products?limit=50", headers=auth).json()["data"]]
             paths = [f"/v1/products/{sku}" for sku in skus]

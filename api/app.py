@@ -147,7 +147,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     @app.after_server_start
     async def settle_heap(app: Sanic[Config, Any]) -> None:
         # Everything built so far (Sanic, SQLAlchemy, pydantic schemas...) lives as long as the worker;
-        # frozen, it is no longer walked by every full collection, which paused requests for tens of ms.
+        # frozen, it is no longer walked by the collector's full collections during requests.
         gc.collect()
         gc.freeze()
 

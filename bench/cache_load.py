@@ -10,8 +10,8 @@ import time
 import httpx
 import redis
 
-from bench.ceiling import PREFIX
-from bench.harness import ADMIN, LoadResult, best, interleaved, seeded, server, server_env, spread, table
+from bench.harness import LoadResult, best, interleaved, seeded, server, spread, table
+from bench.hotpath import AUTH, cached_env, hot_paths, start_ceiling, warm_up
 
 
 def sequential(name: str, client: httpx.Client, paths: list[str]) -> LoadResult:
@@ -39,24 +39,16 @@ def main(argv: list[str] | None = None) -> str:
         redis_url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + "/14"
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
-        senv = server_env(env, targets, BIZFED_REDIS_URL=redis_url,
-                          BIZFED_FRESHNESS_WAREHOUSE="600,0,600", BIZFED_FRESHNESS_SALES="600,0,600",
-                          BIZFED_FRESHNESS_ACCOUNTING="600,0,600")
-        auth = {"Authorization": f"Bearer {ADMIN}"}
+        senv = cached_env(env, targets, redis_url)
         with contextlib.ExitStack() as running:
             base = running.enter_context(server(senv, workers=args.workers))
-            skus = [p["sku"] for p in httpx.get(base + "/v1/products?limit=200", headers=auth).json()["data"]]
-            paths = [f"/v1/products/{sku}" for sku in skus]
+            paths = hot_paths(base, 200)
             client.flushdb()
-            with httpx.Client(base_url=base, headers=auth) as one:
+            with httpx.Client(base_url=base, headers=AUTH) as one:
                 cold = sequential("cold: first request of each SKU (cache miss), one connection", one, paths)
                 warm_one = sequential("warm: the same SKUs again, one connection (cache hit)", one, paths)
-            for path in paths:
-                body = httpx.get(base + path, headers=auth).content
-                client.set(PREFIX + path.rsplit("/", 1)[1], body)
-            ceiling_base = running.enter_context(server(
-                {"PATH": senv["PATH"]}, workers=args.workers, module="bench.ceiling",
-                args=("--redis", redis_url, "--source", "redis")))
+            warm_up(client, [base], paths)
+            ceiling_base = start_ceiling(running, senv, redis_url, "redis", args.workers)
             runs = interleaved({f"bizfed cached GET /v1/products/{{sku}} ({args.workers} worker)": base,
                                 f"ceiling: bare Sanic + one Redis GET ({args.workers} worker)": ceiling_base},
                                paths, rounds=args.rounds, seconds=args.seconds)

@@ -7,13 +7,12 @@ import argparse
 import contextlib
 import time
 
-import httpx
 import pyodbc
 import redis
 
 from api.params import Cursors, scope_of
-from bench.ceiling import PREFIX
-from bench.harness import ADMIN, best, interleaved, seeded, server, server_env, spread, table, wrk
+from bench.harness import best, interleaved, seeded, server, server_env, spread, table, wrk
+from bench.hotpath import cached_env, hot_paths, start_ceiling, warm_up
 from bench.procs import cpu_seconds, server_pid
 from deploy.legacy.schema import sales_as_odbc
 
@@ -56,23 +55,14 @@ def main(argv: list[str] | None = None) -> str:
         report += table(f"Deep pagination, scale {args.scale} (keyset, no OFFSET)", [first, deep])
         report += f"\npage 1,000 / page 1 p50 latency: **{deep.p50_ms / first.p50_ms:.2f}x** (target <= 1.5x)\n"
 
-        warm = server_env(env, targets, BIZFED_REDIS_URL=redis_url, BIZFED_FRESHNESS_WAREHOUSE="600,0,600",
-                          BIZFED_FRESHNESS_SALES="600,0,600", BIZFED_FRESHNESS_ACCOUNTING="600,0,600")
-        auth = {"Authorization": f"Bearer {ADMIN}"}
+        warm = cached_env(env, targets, redis_url)
         with contextlib.ExitStack() as running:
             bases = {f"bizfed cached GET /v1/products/{{sku}}, {n} worker(s)": running.enter_context(
                 server(warm, workers=n)) for n in (1, 2)}
-            one_worker = next(iter(bases.values()))
-            skus = [p["sku"] for p in httpx.get(one_worker + "/v1/products?limit=50", headers=auth).json()["data"]]
-            paths = [f"/v1/products/{sku}" for sku in skus]
-            for path in paths:
-                for base in bases.values():
-                    body = httpx.get(base + path, headers=auth).content
-                client.set(PREFIX + path.rsplit("/", 1)[1], body)
+            paths = hot_paths(next(iter(bases.values())), 50)
+            warm_up(client, bases.values(), paths)
             for source in ("redis", "memory"):
-                bases[f"ceiling ({source}): bare Sanic, 1 worker"] = running.enter_context(server(
-                    {"PATH": warm["PATH"]}, workers=1, module="bench.ceiling",
-                    args=("--redis", redis_url, "--source", source)))
+                bases[f"ceiling ({source}): bare Sanic, 1 worker"] = start_ceiling(running, warm, redis_url, source)
             runs = interleaved(bases, paths, rounds=args.rounds, seconds=args.seconds, threads=2, connections=64)
             # One more run of each bizfed, watching the server's CPU: how much of the two cores it got.
             usage = [_cpu_use(base, paths, args.seconds) for base in list(bases.values())[:2]]

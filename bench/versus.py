@@ -14,11 +14,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import redis
 
-from bench.ceiling import PREFIX
-from bench.harness import ADMIN, ROOT, best, interleaved, seeded, server, server_env, spread, table
+from bench.harness import ROOT, best, interleaved, seeded, server, spread, table
+from bench.hotpath import cached_env, hot_paths, start_ceiling, warm_up
 
 
 @contextlib.contextmanager
@@ -40,26 +39,18 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    auth = {"Authorization": f"Bearer {ADMIN}"}
     with seeded(1, name="versus") as (env, targets), worktree(args.commit) as tree:
         redis_url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + "/14"
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
-        senv = server_env(env, targets, BIZFED_REDIS_URL=redis_url, BIZFED_FRESHNESS_WAREHOUSE="600,0,600",
-                          BIZFED_FRESHNESS_SALES="600,0,600", BIZFED_FRESHNESS_ACCOUNTING="600,0,600")
+        senv = cached_env(env, targets, redis_url)
         with contextlib.ExitStack() as running:
             bases = {"this checkout": running.enter_context(server(senv)),
                      f"{args.commit[:10]}": running.enter_context(server(senv, code=tree))}
-            skus = [p["sku"] for p in
-                    httpx.get(bases["this checkout"] + "/v1/products?limit=50", headers=auth).json()["data"]]
-            paths = [f"/v1/products/{sku}" for sku in skus]
-            for path in paths:
-                for base in bases.values():
-                    body = httpx.get(base + path, headers=auth).content
-                client.set(PREFIX + path.rsplit("/", 1)[1], body)
+            paths = hot_paths(bases["this checkout"], 50)
+            warm_up(client, bases.values(), paths)
             for source in ("redis", "memory"):
-                bases[f"ceiling ({source})"] = running.enter_context(server(
-                    {"PATH": senv["PATH"]}, module="bench.ceiling", args=("--redis", redis_url, "--source", source)))
+                bases[f"ceiling ({source})"] = start_ceiling(running, senv, redis_url, source)
             runs = interleaved(bases, paths, rounds=args.rounds, seconds=args.seconds)
         client.flushdb()
     found = {name: best(r) for name, r in runs.items()}

@@ -7,24 +7,32 @@ from typing import Any
 
 from connectors.records import Account, Invoice, Money
 
-ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
 
 
 def money(value: Money | None) -> dict[str, str] | None:
     if value is None:
         return None
-    return {"amount": str(value.amount.quantize(Decimal("0.01"))), "currency": value.currency}
+    return amount_in(value.amount, value.currency)
+
+
+def amount_in(amount: Decimal, currency: str) -> dict[str, str]:
+    return {"amount": str(amount.quantize(CENT)), "currency": currency}
 
 
 def invoice_in_order(inv: Invoice) -> dict[str, Any]:
-    return {"invno": inv.invno, "status": inv.status, "amount": money(inv.amount), "paid": money(inv.paid),
-            "balance": money(inv.balance), "due_on": inv.due_on, "overdue": inv.overdue}
+    cur = inv.currency
+    return {"invno": inv.invno, "status": inv.status, "amount": amount_in(inv.amount, cur),
+            "paid": amount_in(inv.paid, cur), "balance": amount_in(inv.balance, cur), "due_on": inv.due_on,
+            "overdue": inv.overdue}
 
 
 def invoice_row(inv: Invoice, customer_id: int | None) -> dict[str, Any]:
+    cur = inv.currency
     return {"invno": inv.invno, "acct_no": inv.acct_no, "customer_id": customer_id, "order_no": inv.order_no,
-            "issued_on": inv.issued_on, "due_on": inv.due_on, "amount": money(inv.amount), "tax": money(inv.tax),
-            "paid": money(inv.paid), "balance": money(inv.balance), "status": inv.status, "overdue": inv.overdue}
+            "issued_on": inv.issued_on, "due_on": inv.due_on, "amount": amount_in(inv.amount, cur),
+            "tax": amount_in(inv.tax, cur), "paid": amount_in(inv.paid, cur), "balance": amount_in(inv.balance, cur),
+            "status": inv.status, "overdue": inv.overdue}
 
 
 def account(acc: Account) -> dict[str, Any]:
@@ -40,7 +48,7 @@ def payment_status(invoices: list[Invoice]) -> str:
         return "unbilled"
     if all(i.status == "paid" for i in billed):
         return "paid"
-    if any(i.status == "open" and i.paid.amount > 0 for i in billed):
+    if any(i.status == "open" and i.paid > 0 for i in billed):
         return "partial"
     return "open"
 

@@ -34,7 +34,8 @@ SAMPLES = [
     records.OrderLine("SO-1001", 1, 7, None, "Widget", 2, EUR, Decimal("0.05"), EUR),
     records.SoldItem("WH-000123", 12),
     records.Account("10042", "ACME", None, "EUR", EUR, EUR, records.Money(Decimal("0.00"), "EUR"), 2),
-    records.Invoice("INV-1", "10042", "SO-1001", date(2024, 5, 1), None, EUR, EUR, EUR, EUR, "open", True),
+    records.Invoice("INV-1", "10042", "SO-1001", date(2024, 5, 1), None, "EUR", Decimal("12.50"), Decimal("2.50"),
+                    Decimal("0.00"), Decimal("12.50"), "open", True),
 ]
 
 

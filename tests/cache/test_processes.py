@@ -11,6 +11,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from cache.keys import FORMAT_VERSION
 from tests.cache.conftest import MakeCache
 from tests.cache.support import Loader
 
@@ -39,7 +40,7 @@ async def test_two_processes_hammering_a_cold_key_load_it_once(redis_url: str, r
 async def test_a_lock_held_by_a_silent_holder_delays_the_fill_only_by_the_wait(
         make_cache: MakeCache, redis: Redis, namespace: str) -> None:
     """If another replica holds the key's lock and never stores, the fetch loads by itself after `wait`."""
-    await redis.set(f"{namespace}:v1:lock:warehouse:k", "someone else", px=10_000)
+    await redis.set(f"{namespace}:v{FORMAT_VERSION}:lock:warehouse:k", "someone else", px=10_000)
     cache = make_cache(wait=0.3)
     load = Loader("mine")
     started = time.monotonic()
@@ -53,7 +54,7 @@ async def test_a_lock_held_by_a_silent_holder_delays_the_fill_only_by_the_wait(
 async def test_a_holder_that_fails_hands_the_load_to_a_waiter(make_cache: MakeCache, redis: Redis,
                                                               namespace: str) -> None:
     """When the lock is released without a value (the holder's load failed), a waiter takes the lock and loads."""
-    lock = f"{namespace}:v1:lock:warehouse:k"
+    lock = f"{namespace}:v{FORMAT_VERSION}:lock:warehouse:k"
     await redis.set(lock, "failing holder", px=10_000)
     cache = make_cache(wait=5.0)
     load = Loader("mine")

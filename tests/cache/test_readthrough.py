@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.freshness import Freshness
+from cache.keys import FORMAT_VERSION
 from cache.readthrough import RedisCache
 from federation.errors import SourceFailed
 from tests.cache.conftest import MakeCache
@@ -67,9 +68,9 @@ async def test_miss_then_hit(cache: RedisCache) -> None:
 
 async def test_entry_key_is_versioned_and_kept_for_ttl_plus_longest_stale_window(
         cache: RedisCache, redis: Redis, namespace: str) -> None:
-    """The entry lives at <namespace>:v1:<source>:<key> with a Redis TTL of ttl + max(swr, sie)."""
+    """The entry lives at <namespace>:v<format>:<source>:<key> with a Redis TTL of ttl + max(swr, sie)."""
     await cache.fetch("warehouse", "item:7", (), Loader())
-    ttl_ms = await redis.pttl(f"{namespace}:v1:warehouse:item:7")
+    ttl_ms = await redis.pttl(f"{namespace}:v{FORMAT_VERSION}:warehouse:item:7")
     assert 89_000 < ttl_ms <= 90_000
 
 

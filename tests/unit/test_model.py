@@ -9,9 +9,8 @@ from federation.model import fulfilment, money, payment_status
 
 
 def _inv(status: str, paid: str = "0.00", amount: str = "10.00") -> Invoice:
-    m = lambda v: Money(Decimal(v), "EUR")  # noqa: E731
-    return Invoice("INV000000001", "C0000001", "SO-2024-000001", None, None, m(amount), m("0.00"), m(paid),
-                   m("0.00"), status, False)  # type: ignore[arg-type]
+    return Invoice("INV000000001", "C0000001", "SO-2024-000001", None, None, "EUR", Decimal(amount),
+                   Decimal("0.00"), Decimal(paid), Decimal("0.00"), status, False)  # type: ignore[arg-type]
 
 
 def test_payment_status_rules():

@@ -406,10 +406,6 @@ def _classify(exc: pyodbc.Error, *, cancelled: bool) -> ConnectorError:
     return QueryFailed(SOURCE, "query rejected")
 
 
-def _money(cents_value: Any, currency: str) -> Money:
-    return Money(cents(cents_value or 0), currency)
-
-
 def _account(row: Row) -> Account:
     custno, name, crlimit, currcd, status, open_bal, overdue_bal, open_count = row
     acct_no = custno.strip()
@@ -420,8 +416,8 @@ def _account(row: Row) -> Account:
     mapped = _ACCOUNT_STATUS.get(code)
     if mapped is None:
         log.warning("%s: account %s has unknown status %r", SOURCE, acct_no, code)
-    return Account(acct_no, name.strip(), mapped, currency, _money(crlimit, currency), _money(open_bal, currency),
-                   _money(overdue_bal, currency), int(open_count or 0))
+    return Account(acct_no, name.strip(), mapped, currency, cents(crlimit or 0), cents(open_bal or 0),
+                   cents(overdue_bal or 0), int(open_count or 0))
 
 
 _UNSEEN: Any = object()  # a date not read yet (None is a date read as none)
@@ -495,4 +491,4 @@ class _InvoiceReader:
 def _std_cost(row: Row) -> tuple[str, Money] | None:
     itemno, stdcost = row
     sku = canonical_sku(itemno)
-    return (sku, _money(stdcost, COST_CURRENCY)) if sku else None
+    return (sku, Money(cents(stdcost), COST_CURRENCY)) if sku else None

@@ -580,7 +580,7 @@ def _orders(pairs: Sequence[tuple[Any, Decimal | None]]) -> list[Order]:
             currency = currency.strip()
             customer = int(customer_id)
             ship = (ship_from.strip() or None) if ship_from is not None else None  # text_or_none
-            append(Order(order_no, customer, state, when, ship, currency, Money(total, currency)))
+            append(Order(order_no, customer, state, when, ship, currency, total))
         except ROW_ERRORS as exc:
             skipped_row(SOURCE, "order", exc)
     return out

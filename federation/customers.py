@@ -11,7 +11,7 @@ from federation.context import RequestContext
 from federation.errors import NotFound
 from federation.fanout import optional
 from federation.gateway import Gateway
-from federation.model import account, money
+from federation.model import account, amount_in
 from federation.paging import Page, page_of
 from federation.tags import customer_tag
 
@@ -35,7 +35,7 @@ async def list_customers(gw: Gateway, ctx: RequestContext, where: CustomerFilter
         acc = accounts.get(c.acct_no) if accounts is not None and c.acct_no else None
         rows.append({"id": c.id, "name": c.name, "email": c.email, "country": c.country, "acct_no": c.acct_no,
                      "account_status": acc.status if acc else None,
-                     "open_balance": money(acc.open_balance) if acc else None})
+                     "open_balance": amount_in(acc.open_balance, acc.currency) if acc else None})
     return Page(rows, next_key, limit)
 
 

@@ -37,8 +37,9 @@ def invoice_row(inv: Invoice, customer_id: int | None) -> dict[str, Any]:
 
 def account(acc: Account) -> dict[str, Any]:
     return {"acct_no": acc.acct_no, "name": acc.name, "status": acc.status,
-            "credit_limit": money(acc.credit_limit), "open_balance": money(acc.open_balance),
-            "overdue_balance": money(acc.overdue_balance), "open_invoices": acc.open_invoices}
+            "credit_limit": amount_in(acc.credit_limit, acc.currency),
+            "open_balance": amount_in(acc.open_balance, acc.currency),
+            "overdue_balance": amount_in(acc.overdue_balance, acc.currency), "open_invoices": acc.open_invoices}
 
 
 def payment_status(invoices: list[Invoice]) -> str:

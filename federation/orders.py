@@ -12,7 +12,7 @@ from federation.context import RequestContext
 from federation.errors import NotFound
 from federation.fanout import optional
 from federation.gateway import Gateway
-from federation.model import fulfilment, invoice_in_order, money, payment_status
+from federation.model import amount_in, fulfilment, invoice_in_order, money, payment_status
 from federation.paging import Page, page_of
 
 INVOICE_FIELDS = ("invoices", "payment_status")
@@ -20,7 +20,7 @@ INVOICE_FIELDS = ("invoices", "payment_status")
 
 def order_row(o: Order) -> dict[str, Any]:
     return {"order_no": o.order_no, "customer_id": o.customer_id, "status": o.status,
-            "ordered_at": o.ordered_at, "ship_from": o.ship_from, "total": money(o.total)}
+            "ordered_at": o.ordered_at, "ship_from": o.ship_from, "total": amount_in(o.total, o.currency)}
 
 
 async def list_orders(gw: Gateway, ctx: RequestContext, where: OrderFilter, after: str | None,

@@ -30,10 +30,10 @@ SAMPLES = [
     records.OrderStats(0, None),
     records.Product(7, "Widget", "WH-000123", EUR),
     records.ProductSales(12, 4, None),
-    records.Order("SO-1001", 42, "shipped", AT, "B1", "EUR", EUR),
+    records.Order("SO-1001", 42, "shipped", AT, "B1", "EUR", Decimal("1234.50")),
     records.OrderLine("SO-1001", 1, 7, None, "Widget", 2, EUR, Decimal("0.05"), EUR),
     records.SoldItem("WH-000123", 12),
-    records.Account("10042", "ACME", None, "EUR", EUR, EUR, records.Money(Decimal("0.00"), "EUR"), 2),
+    records.Account("10042", "ACME", None, "EUR", Decimal("1234.50"), Decimal("1234.50"), Decimal("0.00"), 2),
     records.Invoice("INV-1", "10042", "SO-1001", date(2024, 5, 1), None, "EUR", Decimal("12.50"), Decimal("2.50"),
                     Decimal("0.00"), Decimal("12.50"), "open", True),
 ]

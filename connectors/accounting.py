@@ -333,14 +333,17 @@ class AccountingConnector:
         executor, slots, canceller = self._executor, self._slots, self._canceller
         if executor is None or slots is None or canceller is None:
             raise SourceUnavailable(SOURCE, "connector is not open")
-        self._waiting += 1
-        try:
-            async with asyncio.timeout(self._login_timeout):
-                await slots.acquire()
-        except TimeoutError as exc:
-            raise PoolExhausted(SOURCE, "no worker free in time") from exc
-        finally:
-            self._waiting -= 1
+        if slots.locked():
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(self._login_timeout):
+                    await slots.acquire()
+            except TimeoutError as exc:
+                raise PoolExhausted(SOURCE, "no worker free in time") from exc
+            finally:
+                self._waiting -= 1
+        else:
+            await slots.acquire()  # a worker is free: taken at once, no deadline to arm
         loop = asyncio.get_running_loop()
         running = _Running()
         try:

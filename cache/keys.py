@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 # Bump when the stored entry format or codec changes: a deploy then never reads old bytes.
-FORMAT_VERSION = 2  # 2: Invoice carries one currency and Decimal amounts
+FORMAT_VERSION = 2  # 2: invoices, orders and accounts carry one currency and Decimal amounts
 RESERVED = frozenset({"lock", "tag", "epoch"})
 _GLOB = re.compile(r"([*?\[\]\\])")
 

@@ -39,13 +39,18 @@ def _empty_legacy(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
     drop_all(targets)
 
 
-@pytest.fixture(name="seeded", scope="module")
-def _seeded(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
-    """Legacy databases seeded at scale 1 (seed 42) for one test module, dropped afterwards."""
-    targets = base_targets.renamed(f"s{uuid.uuid4().hex[:8]}_{os.getpid()}")
+def seeded_legacy(base: LegacyTargets, prefix: str) -> Iterator[LegacyTargets]:
+    """Legacy databases seeded at scale 1 (seed 42) under a fresh name, dropped when the caller is done."""
+    targets = base.renamed(f"{prefix}{uuid.uuid4().hex[:8]}_{os.getpid()}")
     seed(targets, 1, 42, log=lambda *_: None)
     yield targets
     drop_all(targets)
+
+
+@pytest.fixture(name="seeded", scope="module")
+def _seeded(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
+    """Seeded legacy databases for one test module."""
+    yield from seeded_legacy(base_targets, "s")
 
 
 @pytest.fixture(name="redis_url", scope="session")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from deploy.legacy.schema import LegacyTargets, drop_all
-from deploy.legacy.seed import seed
+from deploy.legacy.schema import LegacyTargets
+from tests.conftest import seeded_legacy
 from tests.security.support import legacy_checksums
 from tests.servers import API_KEYS_ENV, Server, Upstreams, flush_redis_db, launch_fixture
 
@@ -26,11 +25,8 @@ KEYS_ENV = (f"{API_KEYS_ENV},sha256={hashlib.sha256(HASHED_FINANCE.encode()).hex
 
 @pytest.fixture(name="seeded", scope="session")
 def _seeded(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
-    """Legacy databases seeded at scale 1 for the security suite, dropped afterwards."""
-    targets = base_targets.renamed(f"sec{os.getpid()}")
-    seed(targets, 1, 42, log=lambda *_: None)
-    yield targets
-    drop_all(targets)
+    """Seeded legacy databases shared by the whole security suite."""
+    yield from seeded_legacy(base_targets, "sec")
 
 
 @pytest.fixture(name="pristine", scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -54,10 +55,13 @@ def payment_status(invoices: list[Invoice]) -> str:
     return "open"
 
 
-def fulfilment(stock_lines: list[tuple[int, int]]) -> str:
-    """none / partial / complete from (ordered, shipped) of each stock line."""
-    if not stock_lines or all(shipped <= 0 for _, shipped in stock_lines):
+def fulfilment(ordered: Mapping[str, int], shipped: Mapping[str, int]) -> str:
+    """none / partial / complete from the quantity ordered and shipped of each SKU of an order.
+
+    A SKU may stand on several lines: it is met when its shipment reaches the sum over them.
+    """
+    if not ordered or all(shipped.get(sku, 0) <= 0 for sku in ordered):
         return "none"
-    if all(shipped >= ordered for ordered, shipped in stock_lines):
+    if all(shipped.get(sku, 0) >= qty for sku, qty in ordered.items()):
         return "complete"
     return "partial"

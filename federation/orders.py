@@ -55,7 +55,8 @@ async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date
     if not ctx.finance:
         ctx.redact(*INVOICE_FIELDS)
     line_rows = []
-    stock_lines = []
+    ordered: dict[str, int] = {}
+    shipped_by_sku: dict[str, int] = {}
     for line in sorted(lines, key=lambda ln: ln.line_no):
         shipped_qty: int | None
         if shipped is None:
@@ -64,7 +65,8 @@ async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date
             shipped_qty = 0
         else:
             shipped_qty = shipped.get((order.order_no, line.sku), 0)
-            stock_lines.append((line.qty, shipped_qty))
+            ordered[line.sku] = ordered.get(line.sku, 0) + line.qty
+            shipped_by_sku[line.sku] = shipped_qty
         line_rows.append({"line_no": line.line_no, "product_id": line.product_id, "sku": line.sku,
                           "title": line.title, "qty": line.qty, "unit_price": money(line.unit_price),
                           "discount_pct": str(line.discount_pct), "total": money(line.total),
@@ -74,7 +76,7 @@ async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date
         **order_row(order),
         "customer": {"id": order.customer_id, "name": customer.name if customer else None},
         "lines": line_rows,
-        "fulfilment": fulfilment(stock_lines) if shipped is not None else None,
+        "fulfilment": fulfilment(ordered, shipped_by_sku) if shipped is not None else None,
         "invoices": ([invoice_in_order(i) for i in sorted(order_invoices, key=lambda i: i.invno)]
                      if order_invoices is not None else None),
         "payment_status": payment_status(order_invoices) if order_invoices is not None else None,

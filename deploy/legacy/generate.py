@@ -98,6 +98,12 @@ def ymd(day: date) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
+def _converted(list_price: Decimal, currency: str, order_currency: str) -> Decimal:
+    """A list price in another currency, to the cent (never below one cent)."""
+    return max(_CENT, (list_price / _EUR_RATE[currency] * _EUR_RATE[order_currency])
+               .quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
 def generate(scale: int, seed: int) -> Dataset:
     """The demo data for ``scale`` (1 ≈ a few thousand rows per system), identical for identical arguments."""
     if not 1 <= scale <= MAX_SCALE:
@@ -252,6 +258,7 @@ class _Order:
     order_no: str = ""
     lines: list[tuple[int, int, Decimal, Decimal]] = field(default_factory=list)
     first_shipped: datetime | None = None
+    split_sku: bool = False    # one SKU on two lines, shipped short of their sum
 
 
 @dataclass
@@ -551,8 +558,7 @@ class _Builder:
                 pid, _, sku, list_price, pcur = product
                 big = sku is not None and self.item_units.get(sku.upper()) in ("KG", "M")
                 qty = self.rng.randint(5, 200) if big and self._chance(0.5) else self._pick(_QTYS)
-                price = max(_CENT, (list_price / _EUR_RATE[pcur] * _EUR_RATE[order.currency])
-                            .quantize(_CENT, rounding=ROUND_HALF_UP))
+                price = _converted(list_price, pcur, order.currency)
                 if self._chance(0.15):
                     price = max(_CENT, (price * Decimal(str(round(self.rng.uniform(0.8, 1.05), 3))))
                                 .quantize(_CENT, rounding=ROUND_HALF_UP))
@@ -563,6 +569,28 @@ class _Builder:
                 pid = self.rng.choice(goods)[0]
                 order.lines = [line for line in order.lines if line[0] != pid]
                 order.lines.append((pid, qty, price, discount))
+        self._split_skus(goods)
+
+    def _split_skus(self, goods: Sequence[ProductRow]) -> None:
+        """A few shipped orders carry one SKU on two lines: the same product twice, or two listings of it."""
+        by_sku: dict[str, list[ProductRow]] = {}
+        for product in goods:
+            sku = product[2]
+            if sku is not None and self.stocked.get(sku.upper()):
+                by_sku.setdefault(sku, []).append(product)
+        twins = sorted(sku for sku, listed in by_sku.items() if len(listed) > 1)
+        candidates = [o for o in self.orders if o.status in ("shipped", "delivered")]
+        for n, order in enumerate(self.rng.sample(candidates, min(4, len(candidates)))):
+            if n % 2 == 0 and twins:
+                first, second = by_sku[self.rng.choice(twins)][:2]
+            else:
+                first = second = self.rng.choice([p for listed in by_sku.values() for p in listed])
+            skus = {p[0]: p[2] for p in goods}
+            order.lines = [line for line in order.lines if skus.get(line[0]) != first[2]]
+            for product in (first, second):
+                price = _converted(product[3], product[4], order.currency)
+                order.lines.append((product[0], self._pick(_QTYS), price, self._pick(_DISCOUNTS)))
+            order.split_sku = True
 
     def _shipments(self) -> None:
         skus = {p[0]: p[2].upper() for p in self.product_rows if p[2] is not None}
@@ -571,6 +599,9 @@ class _Builder:
                 continue
             partial_order = order.status == "shipped" and self._chance(0.3)
             if order.status == "confirmed" and not self._chance(0.25):
+                continue
+            if order.split_sku:
+                self._ship_largest_lines(order, skus)
                 continue
             for pid, qty, _, _ in order.lines:
                 sku = skus.get(pid)
@@ -582,6 +613,16 @@ class _Builder:
                     shipped = 0 if roll < 0.3 else (self.rng.randint(1, qty - 1) if qty > 1 and roll < 0.8 else qty)
                 if shipped:
                     self._ship(order, sku, shipped)
+
+    def _ship_largest_lines(self, order: _Order, skus: dict[int, str]) -> None:
+        """Each SKU ships its largest line's quantity: enough for any one line, short of their sum."""
+        largest: dict[str, int] = {}
+        for pid, qty, _, _ in order.lines:
+            sku = skus.get(pid)
+            if sku is not None and self.stocked.get(sku):
+                largest[sku] = max(largest.get(sku, 0), qty)
+        for sku, qty in largest.items():
+            self._ship(order, sku, qty)
 
     def _ship(self, order: _Order, sku: str, qty: int) -> None:
         stocked = self.stocked[sku]

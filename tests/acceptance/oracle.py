@@ -81,6 +81,7 @@ class EdgeCases:
     """Ids of rows that exercise each awkward corner of the data, found by SQL (None when absent)."""
 
     partial_shipment_order: str | None
+    sku_on_two_lines_order: str | None      # one line's quantity shipped, not the SKU's sum over its lines
     service_line_order: str | None
     void_invoice_order: str | None
     partial_payment_order: str | None
@@ -101,9 +102,9 @@ class EdgeCases:
     sales_sku_unknown_to_warehouse: str | None
 
     def orders(self) -> list[str]:
-        return [v for v in (self.partial_shipment_order, self.service_line_order, self.void_invoice_order,
-                            self.partial_payment_order, self.overdue_invoice_order, self.unbilled_order,
-                            self.no_ship_from_order) if v]
+        return [v for v in (self.partial_shipment_order, self.sku_on_two_lines_order, self.service_line_order,
+                            self.void_invoice_order, self.partial_payment_order, self.overdue_invoice_order,
+                            self.unbilled_order, self.no_ship_from_order) if v]
 
     def customers(self) -> list[int]:
         return [v for v in (self.customer_without_acct, self.customer_dangling_acct, self.customer_with_overdue,
@@ -451,13 +452,26 @@ class Oracle:
         return 0 if sku is None else self.shipped.get((order_no, sku), 0)
 
     def fulfilment(self, order_no: str) -> str:
-        stock_lines = [(line["qty"], self.shipped_qty(order_no, line["sku"]))
-                       for line in self.lines.get(order_no, []) if line["sku"] is not None]
-        if not any(shipped > 0 for _, shipped in stock_lines):
+        """Per SKU: the sum ordered over all the order's lines with that SKU against what shipped of it."""
+        ordered: dict[str, int] = {}
+        for line in self.lines.get(order_no, []):
+            if line["sku"] is not None:
+                ordered[line["sku"]] = ordered.get(line["sku"], 0) + line["qty"]
+        shipped = {sku: self.shipped_qty(order_no, sku) for sku in ordered}
+        if not any(n > 0 for n in shipped.values()):
             return "none"
-        if all(shipped >= qty for qty, shipped in stock_lines):
+        if all(shipped[sku] >= qty for sku, qty in ordered.items()):
             return "complete"
         return "partial"
+
+    def _sku_split_short(self, order_no: str) -> bool:
+        """A SKU on several lines whose shipment covers its largest line but not their sum."""
+        per_sku: dict[str, list[int]] = {}
+        for line in self.lines.get(order_no, []):
+            if line["sku"] is not None:
+                per_sku.setdefault(line["sku"], []).append(line["qty"])
+        return any(len(qtys) > 1 and max(qtys) <= self.shipped_qty(order_no, sku) < sum(qtys)
+                   for sku, qtys in per_sku.items())
 
     def payment_status(self, order_no: str) -> str:
         billed = [i for i in self.invoices_by_order.get(order_no, []) if i["status_code"] != "V"]
@@ -524,6 +538,7 @@ class Oracle:
             *COUNTED)}
         return EdgeCases(
             partial_shipment_order=first(no for no in orders if self.fulfilment(no) == "partial"),
+            sku_on_two_lines_order=first(no for no in orders if self._sku_split_short(no)),
             service_line_order=first(service_orders),
             void_invoice_order=first(void_orders & order_set),
             partial_payment_order=first(partial_paid & order_set),

@@ -107,10 +107,11 @@ def test_order_details_match_sql(api: Api, oracle: Oracle, sample_orders: list[s
 
 
 def test_edge_case_orders_have_the_expected_derived_states(api: Api, oracle: Oracle) -> None:
-    """Partial shipment, service line, void invoice, part payment and overdue orders report what SQL says."""
+    """Partial shipment (one SKU over two lines too), service line, void invoice, part payment, overdue: as SQL says."""
     edges = oracle.edges
     checks = {
         edges.partial_shipment_order: lambda d: d["fulfilment"] == "partial",
+        edges.sku_on_two_lines_order: lambda d: d["fulfilment"] == "partial",
         edges.service_line_order: lambda d: any(line["sku"] is None and line["shipped_qty"] == 0
                                                 for line in d["lines"]),
         edges.void_invoice_order: lambda d: any(inv["status"] == "void" and inv["balance"]["amount"] == "0.00"

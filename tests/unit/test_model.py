@@ -23,11 +23,18 @@ def test_payment_status_rules():
 
 
 def test_fulfilment_rules():
-    """none when nothing shipped, complete when every stock line shipped in full, else partial."""
-    assert fulfilment([]) == "none"
-    assert fulfilment([(3, 0), (1, 0)]) == "none"
-    assert fulfilment([(3, 3), (1, 2)]) == "complete"
-    assert fulfilment([(3, 1), (1, 1)]) == "partial"
+    """none when nothing shipped, complete when every SKU shipped its ordered sum, else partial."""
+    assert fulfilment({}, {}) == "none"
+    assert fulfilment({"WH-000001": 3, "WH-000002": 1}, {}) == "none"
+    assert fulfilment({"WH-000001": 3, "WH-000002": 1}, {"WH-000001": 3, "WH-000002": 2}) == "complete"
+    assert fulfilment({"WH-000001": 3, "WH-000002": 1}, {"WH-000001": 1, "WH-000002": 1}) == "partial"
+
+
+def test_fulfilment_sums_a_sku_over_its_lines():
+    """A SKU on two lines is met only when its shipment reaches the sum; a SKU the warehouse lacks never ships."""
+    assert fulfilment({"WH-000001": 2 + 3}, {"WH-000001": 3}) == "partial"
+    assert fulfilment({"WH-000001": 5}, {"WH-000001": 5}) == "complete"
+    assert fulfilment({"WH-000001": 1, "WH-999999": 1}, {"WH-000001": 1}) == "partial"
 
 
 def test_money_is_an_exact_string():

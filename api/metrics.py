@@ -1,12 +1,15 @@
 """Prometheus metrics for requests, source calls, breakers and the cache; ``GET /metrics``.
 
 Correct with several Sanic workers through prometheus-client's multiprocess mode (``prepare_multiprocess_dir``).
+Every label value comes from a closed set (the route table, known methods, status codes, fixed outcome and
+source names): whatever a client sends, the number of series, and so the size of ``/metrics``, stays bounded.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +22,7 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic_ext import openapi
+from sanic_routing.route import Route
 
 from api.ops import dependency_states
 
@@ -28,6 +32,10 @@ BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 OUTCOMES = ("ok", "timeout", "unreachable", "circuit open", "overloaded", "query failed", "deadline exceeded")
 CACHE_EVENTS = ("hit", "miss", "stale", "bypass", "singleflight_wait", "oversize", "snapshot")
 UNMATCHED = "unmatched"
+# What a request with an unknown method, or a route this process never learned, is counted under.
+OTHER = "other"
+KNOWN_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"))
+_PATH_PARAM = re.compile(r"<([^:>]+)(?::[^>]*)?>")
 HEALTH_REUSE_S = 1.0
 
 metrics_bp = Blueprint("metrics")
@@ -62,6 +70,16 @@ def route_label(request: Request) -> str:
     if route is None:
         return UNMATCHED
     return "/" + route.path.lstrip("/")
+
+
+def public_template(pattern: str) -> str:
+    """A route pattern as the OpenAPI document writes it: ``/v1/orders/<order_no:str>`` → ``/v1/orders/{order_no}``."""
+    return "/" + _PATH_PARAM.sub(r"{\1}", pattern.lstrip("/"))
+
+
+def method_label(method: str) -> str:
+    """The method itself when it is a standard one, else ``other``: clients may send any token as a method."""
+    return method if method in KNOWN_METHODS else OTHER
 
 
 class Metrics:
@@ -110,15 +128,46 @@ class Metrics:
         self.snapshot_serves = Counter("bizfed_cache_snapshot_serves",
                                        "Answers replayed whole from an in-process snapshot, without source lookups",
                                        registry=r)
+        self.internal_errors = Counter("bizfed_internal_errors",
+                                       "Unexpected exceptions answered as a 500 (programming errors), by route",
+                                       ["route"], registry=r)
+        # route_label() value (or template) -> public template; filled from the route table by learn_routes.
+        self._routes: dict[str, str] = {UNMATCHED: UNMATCHED}
+        self._internal_errors: dict[str, Any] = {}
         # labels() looks the series up under a lock on every call; the hot path keeps its own references.
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._cache_series: dict[tuple[str, str], Any] = {}
 
+    def learn_routes(self, routes: Iterable[Route]) -> None:
+        """Compute each route's public template once; only these (and ``unmatched``/``other``) become labels."""
+        self._internal_error_series(UNMATCHED)
+        for route in routes:
+            pattern = "/" + route.path.lstrip("/")
+            template = public_template(pattern)
+            self._routes[pattern] = self._routes[template] = template
+            # Present from the start, so the counter reads 0 rather than "no data" until the first error.
+            self._internal_error_series(template)
+
+    def bounded_route(self, route: str) -> str:
+        """The public template for a ``route_label`` value (or a template), ``other`` for anything unknown."""
+        return self._routes.get(route, OTHER)
+
+    def _internal_error_series(self, route: str) -> Any:
+        series = self._internal_errors.get(route)
+        if series is None:
+            series = self._internal_errors[route] = self.internal_errors.labels(route)
+        return series
+
+    def internal_error(self, route: str) -> None:
+        """Count one unexpected exception answered as a 500; ``route`` as ``route_label`` gives it."""
+        self._internal_error_series(self.bounded_route(route)).inc()
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        labels = (route, method, status)
+        """Count and time one answer; ``route`` as ``route_label`` gives it, ``method`` as the client sent it."""
+        labels = (self._routes.get(route, OTHER), method_label(method), status)
         series = self._request_series.get(labels)
         if series is None:
-            text = (route, method, str(status))
+            text = (labels[0], labels[1], str(status))
             series = self._request_series[labels] = (self.requests.labels(*text),
                                                      self.request_seconds.labels(*text))
         series[0].inc()
@@ -295,9 +344,14 @@ def install_metrics(app: Sanic[Any, Any]) -> Metrics:
     metrics = Metrics()
     app.ctx.metrics = metrics
 
+    async def learn_routes(app: Sanic[Any, Any]) -> None:
+        # The route table is complete (all blueprints registered) only once the server starts.
+        metrics.learn_routes(app.router.routes)
+
     async def forget_process(app: Sanic[Any, Any]) -> None:
         metrics.process_exited()
 
+    app.register_listener(learn_routes, "before_server_start")
     app.register_listener(forget_process, "after_server_stop")
     app.blueprint(metrics_bp)
     return metrics

@@ -17,6 +17,7 @@ class StatsSnapshot:
     last_success: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    failing_since: datetime | None = None   # the first failure since the last success
 
     @property
     def error_rate(self) -> float:
@@ -32,13 +33,15 @@ class SourceStats:
         self._last_success: datetime | None = None
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
+        self._failing_since: datetime | None = None
 
     def record(self, seconds: float, error: str | None) -> None:
         self._samples.append((time.monotonic(), seconds, error is None))
         if error is None:
-            self._last_success = datetime.now(UTC)
+            self._last_success, self._failing_since = datetime.now(UTC), None
         else:
             self._last_error, self._last_error_at = error, datetime.now(UTC)
+            self._failing_since = self._failing_since or self._last_error_at
 
     def snapshot(self) -> StatsSnapshot:
         horizon = time.monotonic() - self._window
@@ -53,4 +56,4 @@ class SourceStats:
             return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
 
         return StatsSnapshot(len(latencies), errors, pct(0.5), pct(0.95),
-                             self._last_success, self._last_error, self._last_error_at)
+                             self._last_success, self._last_error, self._last_error_at, self._failing_since)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,11 @@ from sanic.exceptions import NotFound
 from sanic.response import BaseHTTPResponse, file
 from sanic_ext import openapi
 
+from api.dashboard_history import History, OutageClock
 from api.logs import scrub
 from api.metrics import Metrics, refresh_health
 from api.responses import dumps
+from api.routing import READ
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
@@ -41,14 +45,14 @@ async def secure(request: Request, response: BaseHTTPResponse) -> None:
 dashboard.middleware(secure, "response")
 
 
-@dashboard.get("/dashboard", ctx_role="reader", ctx_query_key=True)
+@dashboard.route("/dashboard", methods=READ, ctx_role="reader", ctx_query_key=True)
 @openapi.exclude()
 async def page(request: Request) -> HTTPResponse:
     # The URL carries the key: never cache the page, and never send it on as a Referer (see the headers).
     return await file(STATIC / "dashboard.html", mime_type="text/html; charset=utf-8", no_store=True)
 
 
-@dashboard.get("/dashboard/assets/<name:str>")
+@dashboard.route("/dashboard/assets/<name:str>", methods=READ)
 @openapi.exclude()
 async def asset(request: Request, name: str) -> HTTPResponse:
     if name not in ASSETS:
@@ -56,22 +60,46 @@ async def asset(request: Request, name: str) -> HTTPResponse:
     return await file(STATIC / name, mime_type=ASSETS[name], max_age=0, request_headers=request.headers)
 
 
-@dashboard.get("/dashboard/state", ctx_role="reader")
+@dashboard.route("/dashboard/state", methods=READ, ctx_role="reader")
 @openapi.exclude()
 async def state(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
     states = await refresh_health(request, PROBE_TIMEOUT)
-    metrics: Metrics | None = getattr(request.app.ctx, "metrics", None)
+    metrics: Metrics | None = getattr(ctx, "metrics", None)
     totals = metrics.summary().as_dict() if metrics is not None else {"requests": None, "cache": None}
-    body = {
-        "sources": {name: source_tile(states[name]) for name in SOURCES if name in states},
-        "cache": cache_tile(states.get("cache"), getattr(request.app.ctx, "cache", None), totals["cache"]),
-        "requests": totals["requests"],
-    }
+    cache = cache_tile(states.get("cache"), getattr(ctx, "cache", None), totals["cache"])
+    cached = cache["status"] == "up" and bool((states.get("cache") or {}).get("enabled"))
+    policies = getattr(ctx, "policies", {})
+    outages: OutageClock = ctx.dashboard_outages
+    sources: dict[str, dict[str, Any]] = {}
+    for name in (n for n in SOURCES if n in states):
+        policy = policies.get(name)
+        first_failed = policy.stats.snapshot().failing_since if policy is not None else None
+        sources[name] = source_tile(states[name], outages.since(name, failing(states[name]), first_failed), cached)
+    body = {"sources": sources, "cache": cache, "requests": totals["requests"]}
     return HTTPResponse(dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-def source_tile(entry: dict[str, Any]) -> dict[str, Any]:
-    """A source's tile: up, degraded (breaker not closed, or its last call failed) or down."""
+@dashboard.route("/dashboard/history", methods=READ, ctx_role="reader")
+@openapi.exclude()
+async def history(request: Request) -> HTTPResponse:
+    """The last minutes of request and cache totals, so a freshly loaded page draws its charts at once."""
+    kept: History = request.app.ctx.dashboard_history
+    body = {"now": round(time.time() * 1000), "interval_s": kept.interval, "samples": kept.samples()}
+    return HTTPResponse(dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def failing(entry: dict[str, Any]) -> bool:
+    """Whether the source is in an outage: down, or its breaker not closed."""
+    return not entry["up"] or entry.get("breaker", "closed") != "closed"
+
+
+def source_tile(entry: dict[str, Any], outage_since: datetime | None = None, cached: bool = False) -> dict[str, Any]:
+    """A source's tile: up, degraded (breaker not closed, or its last call failed) or down.
+
+    During an outage (see ``failing``), ``outage_since`` dates it and ``serving_from_cache`` says whether
+    answers can come from the cache meanwhile.
+    """
     breaker = entry.get("breaker", "closed")
     last_success: datetime | None = entry.get("last_success")
     last_error_at: datetime | None = entry.get("last_error_at")
@@ -95,6 +123,8 @@ def source_tile(entry: dict[str, Any]) -> dict[str, Any]:
         "last_success": last_success,
         "last_error": scrub(entry["last_error"]) if entry.get("last_error") else None,
         "last_error_at": last_error_at,
+        "outage_since": outage_since,
+        "serving_from_cache": outage_since is not None and cached,
     }
 
 
@@ -118,5 +148,22 @@ def cache_tile(entry: dict[str, Any] | None, cache: Any, counts: dict[str, float
 
 
 def install_dashboard(app: Sanic[Any, Any]) -> None:
-    """Serve the dashboard page, its assets and its state endpoint."""
+    """Serve the dashboard page, its assets, its state and history endpoints; keep the history in each worker."""
+    app.ctx.dashboard_history = History()
+    app.ctx.dashboard_outages = OutageClock()
+
+    async def start_history(app: Sanic[Any, Any]) -> None:
+        metrics: Metrics | None = getattr(app.ctx, "metrics", None)
+        if metrics is not None:
+            app.ctx.dashboard_sampler = asyncio.create_task(
+                app.ctx.dashboard_history.run(lambda: metrics.summary().as_dict()), name="dashboard-history")
+
+    async def stop_history(app: Sanic[Any, Any]) -> None:
+        task: asyncio.Task[None] | None = getattr(app.ctx, "dashboard_sampler", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    app.register_listener(start_history, "after_server_start")
+    app.register_listener(stop_history, "before_server_stop")
     app.blueprint(dashboard)

@@ -71,6 +71,37 @@
     return `${(value * 100).toFixed(value > 0 && value < 0.1 ? 1 : 0)} %`;
   }
 
+  // Short enough for the chart's axis at any value: 0.05, 0.5, 6.3, 42, 120, 1.2k, 15k, 3M.
+  function compact(value) {
+    if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+    let v = Math.abs(value);
+    let suffix = "";
+    for (const next of ["k", "M", "G"]) {
+      if (v < 999.5) break;
+      v /= 1000;
+      suffix = next;
+    }
+    let text;
+    if (v === 0 || v >= 9.95) text = String(Math.round(v));
+    else if (v >= 1) text = v.toFixed(1).replace(/\.0$/, "");
+    else text = String(Number(v.toPrecision(2)));
+    return `${value < 0 ? "-" : ""}${text}${suffix}`;
+  }
+
+  function perSecond(value) {
+    return `${compact(value)}/s`;
+  }
+
+  function millis(value) {
+    return value >= 1000 ? `${compact(value / 1000)} s` : `${compact(value)} ms`;
+  }
+
+  function clock(iso) {
+    const when = new Date(iso);
+    const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+    return Date.now() - when.getTime() < 20 * 3600 * 1000 ? time : `${when.toISOString().slice(0, 10)} ${time}`;
+  }
+
   function duration(millis) {
     return millis >= 120000 ? `${Math.round(millis / 60000)} min` : `${Math.max(1, Math.round(millis / 1000))} s`;
   }
@@ -96,10 +127,21 @@
     field(tile, "latency", s.calls ? `${ms(s.p50_ms)} / ${ms(s.p95_ms)}` : "no calls yet");
     field(tile, "error_rate", s.calls ? `${percent(s.error_rate)} of ${s.calls} calls` : "–");
     field(tile, "last_success", ago(s.last_success));
+    // During an outage, say where answers come from and since when, not just when the source last answered.
+    const outage = el(tile, '[data-field="outage"]');
+    if (outage) {
+      let text = "";
+      if (s.outage_since) {
+        const how = s.serving_from_cache ? "Serving from cache" : "Failing";
+        text = `${how} since ${clock(s.outage_since)} (${ago(s.outage_since)})`;
+      }
+      setText(outage, text);
+      outage.hidden = !text;
+    }
     field(tile, "last_error", s.last_error ? `${s.last_error} (${ago(s.last_error_at)})` : "none");
   }
 
-  // Ratios over the samples this page has seen (up to 5 min); the server's totals before that.
+  // Ratios over the samples of the last 5 min (the server's history, then this page's); else the server's totals.
   function cacheWindow() {
     const last = samples[samples.length - 1];
     if (!last || !last.cache) return null;
@@ -181,11 +223,24 @@
     return 10 * step;
   }
 
-  function drawChart(name, lines, unit) {
+  // The width the value labels take in the chart's own units, measured in place so no label is ever cut off.
+  function labelWidth(chart, texts) {
+    const probe = svg("text", { class: "axis", x: 0, y: -10 });
+    chart.append(probe);
+    let widest = 0;
+    for (const text of texts) {
+      probe.textContent = text;
+      const measured = probe.getComputedTextLength();
+      widest = Math.max(widest, measured > 0 ? measured : text.length * 5.5);
+    }
+    probe.remove();
+    return widest;
+  }
+
+  function drawChart(name, lines, label) {
     const chart = el(document, `svg[data-chart="${name}"]`);
     const W = 320;
     const H = 100;
-    const left = 30;
     const top = 6;
     const bottom = 14;
     const now = Date.now();
@@ -194,17 +249,19 @@
     const span = Math.min(HISTORY_MS, Math.max(60000, now - oldest));
     const values = lines.flatMap((l) => l.points.map((p) => p[1]).filter((v) => v !== null));
     const max = niceMax(Math.max(0, ...values));
+    const maxText = label(max);
+    const left = Math.ceil(Math.max(24, labelWidth(chart, [maxText, "0"]) + 6));
     const x = (t) => left + ((W - left - 2) * (t - (now - span))) / span;
     const y = (v) => top + (H - top - bottom) * (1 - v / max);
     const nodes = [
       svg("line", { class: "grid", x1: left, x2: W, y1: y(0), y2: y(0) }),
       svg("line", { class: "grid", x1: left, x2: W, y1: y(max), y2: y(max) }),
-      svg("text", { class: "axis", x: left - 3, y: y(max) + 3, "text-anchor": "end" }),
-      svg("text", { class: "axis", x: left - 3, y: y(0) + 3, "text-anchor": "end" }),
+      svg("text", { class: "axis", x: left - 3, y: y(max) + 3, "text-anchor": "end", "data-axis": "max" }),
+      svg("text", { class: "axis", x: left - 3, y: y(0) + 3, "text-anchor": "end", "data-axis": "zero" }),
       svg("text", { class: "axis", x: left, y: H - 2 }),
       svg("text", { class: "axis", x: W, y: H - 2, "text-anchor": "end" }),
     ];
-    nodes[2].textContent = `${max}${unit}`;
+    nodes[2].textContent = maxText;
     nodes[3].textContent = "0";
     nodes[4].textContent = `−${duration(span)}`;
     nodes[5].textContent = "now";
@@ -230,10 +287,10 @@
 
   function renderCharts() {
     const s = series();
-    drawChart("rate", [{ cls: "rate", points: s.rate }], "/s");
-    drawChart("latency", [{ cls: "avg", points: s.avg }, { cls: "p95", points: s.p95 }], "");
+    drawChart("rate", [{ cls: "rate", points: s.rate }], perSecond);
+    drawChart("latency", [{ cls: "avg", points: s.avg }, { cls: "p95", points: s.p95 }], millis);
     const lastRate = s.rate.length ? s.rate[s.rate.length - 1][1] : null;
-    setText(el(document, '[data-chart-now="rate"]'), lastRate === null ? "" : `${lastRate.toFixed(1)}/s`);
+    setText(el(document, '[data-chart-now="rate"]'), lastRate === null ? "" : perSecond(lastRate));
     const lastAvg = s.avg.length ? s.avg[s.avg.length - 1][1] : null;
     const lastP95 = s.p95.length ? s.p95[s.p95.length - 1][1] : null;
     setText(el(document, '[data-chart-now="latency"]'),
@@ -258,15 +315,32 @@
     setText(el(document, "#updated"), `last update ${new Date(t).toLocaleTimeString()}`);
   }
 
+  function get(path) {
+    return fetch(path, {
+      headers: { Authorization: `Bearer ${key}`, Accept: "application/json" },
+      cache: "no-store",
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+    });
+  }
+
+  // The server's own samples of the last minutes, so that a reloaded page does not start with empty charts.
+  async function loadHistory() {
+    try {
+      const response = await get("/dashboard/history");
+      if (!response.ok) return;
+      const body = await response.json();
+      const shift = Date.now() - body.now; // the server's clock need not agree with this browser's
+      for (const s of body.samples) samples.push({ t: s.t + shift, req: s.requests, cache: s.cache });
+    } catch (err) {
+      // Nothing to draw yet; the first poll says whether the API can be reached.
+    }
+  }
+
   async function poll() {
     timer = null;
     try {
-      const response = await fetch("/dashboard/state", {
-        headers: { Authorization: `Bearer ${key}`, Accept: "application/json" },
-        cache: "no-store",
-        credentials: "omit",
-        referrerPolicy: "no-referrer",
-      });
+      const response = await get("/dashboard/state");
       if (response.status === 401) {
         connection("down", "The API key was not accepted: open this page as /dashboard?key=<your key>.");
       } else if (!response.ok) {
@@ -294,5 +368,5 @@
   });
 
   for (const tile of document.querySelectorAll("[data-tile]")) setState(tile, "unknown", "");
-  poll();
+  loadHistory().then(poll);
 })();

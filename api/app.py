@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse, file
@@ -43,6 +42,7 @@ from federation.watcher import watch_warehouse
 
 log = logging.getLogger("bizfed.api")
 STATIC = Path(__file__).parent / "static"
+SWAGGER_UI = STATIC / "docs"   # swagger-ui-dist 5, vendored: it reads OpenAPI 3.1
 SOURCES = ("warehouse", "sales", "accounting")
 
 
@@ -102,7 +102,8 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.ctx.cursors = Cursors(settings.cursor_secret)
     app.ctx.injected_connectors = connectors
     app.static("/docs/assets/bizfed-docs.js", STATIC / "bizfed-docs.js", name="docs_init")
-    app.static("/docs/assets", swagger_ui_bundle.swagger_ui_path, name="docs_assets")
+    app.static("/docs/assets", SWAGGER_UI, name="docs_assets")
+    app.static("/docs/oauth2-redirect.js", SWAGGER_UI / "oauth2-redirect.js", name="docs_oauth2_js")
     app.blueprint(v1)
     app.blueprint(ops)
     app.blueprint(admin)
@@ -173,7 +174,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
             await app.ctx.redis.aclose()
 
     metrics = app.ctx.metrics
-    oauth2_redirect = Path(swagger_ui_bundle.swagger_ui_path) / "oauth2-redirect.html"
+    oauth2_redirect = SWAGGER_UI / "oauth2-redirect.html"
 
     # One request and one response middleware for all the per-request work: each middleware
     # Sanic runs costs a few microseconds, a noticeable share of a cached answer.
@@ -189,7 +190,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         if required is None:
             if route.name.endswith(".openapi.oauth2-redirect"):
                 # sanic-ext fetches this page from a CDN on every anonymous call, synchronously and without a
-                # timeout, so one request could stall the event loop; serve swagger-ui-bundle's copy instead.
+                # timeout, so one request could stall the event loop; serve the vendored copy instead.
                 return await file(oauth2_redirect, mime_type="text/html; charset=utf-8")
             return None
         query_key = request.args.get("key") if getattr(route.ctx, "query_key", False) else None

@@ -20,6 +20,7 @@ from api.auth import KeyRing
 from api.dashboard import install_dashboard
 from api.logs import RequestIds, install_request_log
 from api.metrics import PrometheusCacheObserver, PrometheusObserver, install_metrics, route_label
+from api.openapi import openapi_routes
 from api.ops import ops
 from api.params import Cursors
 from api.problems import RateLimited, to_problem
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.static("/docs/oauth2-redirect.js", SWAGGER_UI / "oauth2-redirect.js", name="docs_oauth2_js")
     app.blueprint(v1)
     app.blueprint(ops)
+    app.blueprint(openapi_routes)
     app.blueprint(admin)
     install_metrics(app)
     request_log = install_request_log(app)

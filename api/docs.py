@@ -1,17 +1,29 @@
-"""OpenAPI descriptions of the /v1 operations: response schemas, parameters, examples."""
+"""OpenAPI descriptions of every operation: response schemas, parameters, examples, operation ids.
+
+The /v1 resources hand theirs to ``openapi.definition`` (``operation(name)``); api/openapi.py adds the rest
+(ids, problem and 304 answers, the bodies of the operations routes) to the document sanic-ext builds.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sanic_ext.extensions.openapi import definitions as d
 from sanic_ext.extensions.openapi import types as oas
+
+from cache.observer import Counters
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def absent(description: str) -> Any:
+    """A member that is left out, never null, when it does not apply (api/openapi.py omits the default)."""
+    return Field(None, description=description)
 
 
 class Money(_Model):
@@ -195,27 +207,122 @@ class SoldItem(_Model):
 
 
 class Problem(_Model):
+    """An RFC 9457 problem; `param`, `source` and `request_id` appear on the answers they explain."""
+
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: str = Field(examples=["https://bizfed.example/problems/bad-request"])
     title: str
     status: int
     detail: str
+    param: str = absent("The parameter at fault (400)")
+    source: str = absent("The source that is unavailable (503)")
+    request_id: str = absent("The id to quote when reporting an internal error (500)")
+
+
+# --- the operations routes (api/ops.py, api/admin.py) -------------------------------------------
+# Their bodies may gain members over time, so these models allow more than they list.
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Liveness(_Open):
+    status: Literal["live"]
+
+
+class DependencyReadiness(_Open):
+    up: bool
+    error: str = absent("Why the probe failed; absent while up")
+
+
+class Readiness(_Open):
+    status: Literal["ready", "unavailable"]
+    dependencies: dict[str, DependencyReadiness] = Field(
+        description="warehouse, sales, accounting and cache (Redis), each probed within a second")
+
+
+class PoolState(_Open):
+    max: int
+    size: int
+    in_use: int
+    idle: int
+    waiting: int
+
+
+class SourceState(_Open):
+    up: bool = Field(description="Answered a ping within a second")
+    ping_ms: float | None
+    breaker: Literal["closed", "open", "half-open"]
+    calls: int = Field(description="Calls in the last five minutes, in this process")
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    error_rate: float
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    error: str = absent("Why the ping failed; absent while up")
+    pool: PoolState
+
+
+# The cache's counters are this process's ``cache.observer.Counters``, present while caching is on.
+_COUNTERS: dict[str, Any] = {f.name: (int, absent("Since this process started")) for f in fields(Counters)}
+_CacheCounters = create_model("CacheCounters", __base__=_Open, **_COUNTERS)
+
+
+class CacheState(_CacheCounters):  # type: ignore[misc,valid-type]
+    up: bool
+    ping_ms: float | None
+    enabled: bool = Field(description="false: caching is off and this is Redis itself (breakers, rate limits)")
+    error: str = absent("Why the ping failed; absent while up")
+    last_error_at: datetime | None = absent("The last Redis failure; absent while caching is off")
+
+
+class SourceReachability(_Open):
+    """All a role that may not read a source sees of it (a reader, of Accounting): its calls tell what others do."""
+
+    up: bool
+    breaker: Literal["closed", "open", "half-open"]
+
+
+class SourceStates(_Model):
+    warehouse: SourceState
+    sales: SourceState
+    accounting: SourceState | SourceReachability
+    cache: CacheState = absent("The cache, or Redis itself while caching is off")
+
+
+class EmptyMeta(_Model):
+    sources: dict[str, SourceMeta] = Field(description="Always empty here: no source is read for the answer")
+    partial: Literal[False]
+
+
+class SourcesEnvelope(_Model):
+    data: SourceStates
+    meta: EmptyMeta
+
+
+class Invalidated(_Model):
+    dropped: int = Field(description="Cache entries removed")
+    cache: Literal["on", "off"]
+
+
+class InvalidateEnvelope(_Model):
+    data: Invalidated
+    meta: EmptyMeta
 
 
 def _envelope(name: str, data: Any, paged: bool) -> type[BaseModel]:
-    fields: dict[str, Any] = {"data": (data, ...), "meta": (Meta, ...)}
+    members: dict[str, Any] = {"data": (data, ...), "meta": (Meta, ...)}
     if paged:
-        fields["page"] = (PageInfo, ...)
-    from pydantic import create_model
-
-    model: type[BaseModel] = create_model(name, __base__=_Model, **fields)
+        members["page"] = (PageInfo, ...)
+    model: type[BaseModel] = create_model(name, __base__=_Model, **members)
     return model
 
 
 def _param(name: str, description: str, schema: dict[str, Any], location: str = "query",
            required: bool = False) -> d.Parameter:
     rest = {k: v for k, v in schema.items() if k != "type"}
-    kind = oas.Integer if schema["type"] == "integer" else oas.String
+    kind: type[oas.Schema] = {"integer": oas.Integer, "boolean": oas.Boolean}.get(schema["type"], oas.String)
     typed = kind(**rest)
     return d.Parameter(name, typed, location=location, description=description, required=required)
 
@@ -236,7 +343,8 @@ _SINCE_UNTIL = [
     _param("since", "Inclusive start: a date (midnight UTC) or an ISO 8601 time.", _INSTANT),
     _param("until", "Exclusive end: a date (midnight UTC) or an ISO 8601 time.", _INSTANT),
 ]
-_BOOL = {"type": "string", "enum": ["true", "false"]}
+# api/params.py also reads 1/0 and yes/no; the document offers the spelling every client sends.
+_BOOL = {"type": "boolean"}
 
 _OPERATIONS: dict[str, tuple[str, str, Any, bool, list[d.Parameter]]] = {
     "locations": ("List warehouse locations", "warehouse", list[Location], True, []),
@@ -286,15 +394,12 @@ def operation(name: str) -> dict[str, Any]:
     summary, primary, data, paged, parameters = _OPERATIONS[name]
     model = _envelope(f"{name.title().replace('_', '')}Envelope", data, paged)
     responses = [
-        d.Response({"application/json": d.Component(model)}, status=200, description="The resource"),
-        d.Response(None, status=304, description="Not modified (If-None-Match matched the ETag)"),
-        _problem(400, "Malformed parameter"),
-        _problem(401, "No or unknown API key"),
-        _problem(403, "The key's role may not see this"),
+        d.Response({"application/json": d.Component(model)}, status=200,
+                   description="The page of rows" if paged else "The resource"),
         _problem(503, f"The primary source ({primary}) is unavailable and nothing is cached"),
     ]
     if not paged:
-        responses.insert(4, _problem(404, "No such id"))
+        responses.append(_problem(404, f"No {name} with this {parameters[0].fields['name']}"))
     return {
         "summary": summary,
         "description": f"Primary source: {primary}. Accounting-derived fields are null for the reader role "
@@ -304,3 +409,42 @@ def operation(name: str) -> dict[str, Any]:
         "response": responses,
         "secured": {"bearer": []},
     }
+
+
+# The groups of operations, in the order the docs show them.
+TAGS: list[dict[str, str]] = [
+    {"name": "resources", "description": "One record, joined across the systems that hold its parts"},
+    {"name": "paged lists", "description": "Keyset-paged lists: follow `page.next_cursor` until it is null"},
+    {"name": "operations", "description": "Health probes, the sources' state, and cache control"},
+]
+
+# Readable ids, which generated clients turn into their method names; api/openapi.py sets them.
+OPERATION_IDS: dict[tuple[str, str], str] = {
+    ("get", "/v1/orders"): "listOrders", ("get", "/v1/orders/{order_no}"): "getOrder",
+    ("get", "/v1/products"): "listProducts", ("get", "/v1/products/{sku}"): "getProduct",
+    ("get", "/v1/customers"): "listCustomers", ("get", "/v1/customers/{customer_id}"): "getCustomer",
+    ("get", "/v1/invoices"): "listInvoices", ("get", "/v1/sold-items"): "listSoldItems",
+    ("get", "/v1/locations"): "listLocations", ("get", "/v1/sources"): "getSources",
+    ("post", "/v1/cache/invalidate"): "invalidateCache",
+    ("get", "/health/live"): "getLiveness", ("get", "/health/ready"): "getReadiness",
+}
+
+# What every key-protected operation may answer besides its own; an operation's own description wins.
+PROBLEMS: dict[int, str] = {
+    400: "A malformed or unknown parameter or body member (the problem's `param` names it)",
+    401: "No API key, or one that is not known",
+    403: "The key's role may not call this operation",
+    404: "Not found",
+    429: "Too many requests for this API key in the current window (when rate limiting is on); see Retry-After",
+    503: "A dependency this answer needs is unavailable",
+}
+
+# The answers of the operations routes, whose bodies sanic-ext cannot describe from their handlers.
+OPERATIONS_RESPONSES: dict[tuple[str, str], dict[int, tuple[str, type[BaseModel]]]] = {
+    ("get", "/health/live"): {200: ("The process runs", Liveness)},
+    ("get", "/health/ready"): {200: ("The cache or at least one source answers", Readiness),
+                               503: ("Neither the cache nor any source answers", Readiness)},
+    ("get", "/v1/sources"): {200: ("Each source's state and the cache's, probed within a second",
+                                   SourcesEnvelope)},
+    ("post", "/v1/cache/invalidate"): {200: ("How many cache entries were dropped", InvalidateEnvelope)},
+}

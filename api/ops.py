@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
-from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
 from api.params import parse_query
 from api.responses import dumps, json_response
@@ -63,17 +61,3 @@ async def sources(request: Request) -> HTTPResponse:
     parse_query(request.args, {})
     states = await dependency_states(request.app.ctx)
     return json_response(request, dumps({"data": states, "meta": {"sources": {}, "partial": False}}), "no-store")
-
-
-@ops.get("/openapi.json")
-@openapi.exclude()
-async def openapi_document(request: Request) -> HTTPResponse:
-    document = getattr(request.app.ctx, "openapi_document", None)
-    if document is None:
-        spec = SpecificationBuilder().build(request.app).serialize()  # type: ignore[no-untyped-call]
-        # The response schemas come from pydantic as JSON Schema 2020-12 (e.g. nullable as
-        # anyOf with "null"), which is what OpenAPI 3.1 speaks.
-        spec["openapi"] = "3.1.0"
-        # Response maps are keyed by integer status codes.
-        document = request.app.ctx.openapi_document = orjson.dumps(spec, option=orjson.OPT_NON_STR_KEYS)
-    return HTTPResponse(document, content_type="application/json")

@@ -36,7 +36,7 @@ DUMMY_ENV = {
 def build_document() -> bytes:
     """The document ``GET /openapi.json`` serves, from an app built in this process and never started."""
     from api.app import create_app
-    from api.ops import openapi_document
+    from api.openapi import openapi_document
     from api.settings import load_settings
 
     app = create_app(load_settings(DUMMY_ENV), name="bizfed_docs")

@@ -61,8 +61,9 @@ def boolean(name: str, raw: str) -> bool:
 
 
 def positive_int(name: str, raw: str) -> int:
-    # [0-9], not \d: int() would also read other scripts' digits ("١٢" is 12).
-    if not re.fullmatch(r"[0-9]{1,10}", raw.strip()):
+    # [0-9], not \d: int() would also read other scripts' digits ("١٢" is 12). No padding either:
+    # " 1" is not customer 1.
+    if not re.fullmatch(r"[0-9]{1,10}", raw):
         raise BadRequest(name, f"'{name}' must be a positive integer")
     value = int(raw)
     if not 0 < value <= 2**31 - 1:
@@ -85,9 +86,19 @@ def instant(name: str, raw: str) -> datetime:
         if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?", value):
             raise ValueError(value)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise BadRequest(name, f"'{name}' must be a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is a valid ISO time, but its UTC instant is before year 1.
+        raise BadRequest(name, f"'{name}' is outside the years 0001 to 9999 once taken to UTC") from None
+
+
+def time_span(values: Mapping[str, Any]) -> None:
+    """``since`` must not be later than ``until``: the list would be empty for a reason the caller did not mean."""
+    since, until = values.get("since"), values.get("until")
+    if since is not None and until is not None and since > until:
+        raise BadRequest("since", f"'since' ({since.isoformat()}) is later than 'until' ({until.isoformat()})")
 
 
 def choice(*allowed: str) -> Parser:

@@ -97,8 +97,8 @@ def answer_headers(cache_control: str, etag: str, ctx: RequestContext | None = N
         ages = [r.age_s for r in ctx.sources.values() if r.cache in ("hit", "stale")]
         if ages:
             headers["Age"] = str(int(max(ages)))
-        status = [f"bizfed; {'fwd=stale' if r.status == 'stale' else ('hit' if r.cache == 'hit' else 'fwd=miss')}"
-                  f"; detail={name}" for name, r in ctx.sources.items() if r.cache != "none"]
+        status = [f"bizfed; {_CACHE_STATUS[r.cache]}; detail={name}" for name, r in ctx.sources.items()
+                  if r.cache != "none"]
         if status:
             headers["Cache-Status"] = ", ".join(status)
     return headers
@@ -108,7 +108,7 @@ def deliver(request: Request, answer: Rendered) -> HTTPResponse:
     """``answer`` as this request wants it: 304 when its ETag matches, gzipped when accepted and worth it."""
     if _matches(request.headers.get("if-none-match"), answer.etag):
         return ApiResponse(status=304, headers=answer.headers)
-    if len(answer.payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+    if len(answer.payload) >= GZIP_MIN_BYTES and accepts_gzip(request.headers.get("accept-encoding", "")):
         if answer.gzipped is None:
             answer.gzipped = gzip.compress(answer.payload, compresslevel=5)
         return ApiResponse(answer.gzipped, status=200, headers={**answer.headers, "Content-Encoding": "gzip"},
@@ -131,6 +131,43 @@ class ApiResponse(HTTPResponse):
             self.headers.setdefault("content-type", self.content_type)
         return ((_header_text(name).encode("ascii"), _header_text(f"{value}").encode(errors="surrogateescape"))
                 for name, value in self.headers.items())
+
+
+# RFC 9211 Cache-Status per source: a fresh hit, or why the answer went (or would have gone) to the source.
+_CACHE_STATUS = {"hit": "hit", "stale": "fwd=stale", "miss": "fwd=miss", "bypass": "fwd=bypass"}
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when the client lists gzip (or ``*``) with a non-zero quality (RFC 9110 12.5.3)."""
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip() in ("gzip", "x-gzip", "*"):
+            return _quality(params) > 0
+    return False
+
+
+def accepts_json(accept: str | None) -> bool:
+    """True unless the client's ``Accept`` rules out JSON (and problem+json) altogether."""
+    if not accept or not accept.strip():
+        return True
+    for item in accept.lower().split(","):
+        media, _, params = item.partition(";")
+        media = media.strip()
+        json_like = media in ("*/*", "application/*", "application/json") or media.endswith("+json")
+        if json_like and _quality(params) > 0:
+            return True
+    return False
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def _header_text(text: str) -> str:

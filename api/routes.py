@@ -12,6 +12,7 @@ from sanic_ext import openapi
 from api import docs
 from api import params as p
 from api.responses import envelope
+from api.routing import READ
 from api.snapshots import snapshotted
 from connectors.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
 from federation import customers, invoices, locations, orders, products, sold_items
@@ -72,7 +73,7 @@ def _sane(value: Any, kind: type) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 200 and p.is_printable(value)
 
 
-@v1.get("/locations", ctx_role="reader")
+@v1.route("/locations", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("locations"))
 @snapshotted
 async def list_locations(request: Request) -> HTTPResponse:
@@ -82,7 +83,7 @@ async def list_locations(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.get("/products", ctx_role="reader")
+@v1.route("/products", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("products"))
 @snapshotted
 async def list_products(request: Request) -> HTTPResponse:
@@ -95,7 +96,7 @@ async def list_products(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.get("/products/<sku:str>", ctx_role="reader")
+@v1.route("/products/<sku:str>", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("product"))
 @snapshotted
 async def get_product(request: Request, sku: str) -> HTTPResponse:
@@ -104,7 +105,7 @@ async def get_product(request: Request, sku: str) -> HTTPResponse:
     return envelope(request, _ctx(request), data)
 
 
-@v1.get("/customers", ctx_role="reader")
+@v1.route("/customers", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("customers"))
 @snapshotted
 async def list_customers(request: Request) -> HTTPResponse:
@@ -115,7 +116,7 @@ async def list_customers(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.get("/customers/<customer_id:str>", ctx_role="reader")
+@v1.route("/customers/<customer_id:str>", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("customer"))
 @snapshotted
 async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
@@ -125,12 +126,13 @@ async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
     return envelope(request, _ctx(request), data)
 
 
-@v1.get("/orders", ctx_role="reader")
+@v1.route("/orders", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("orders"))
 @snapshotted
 async def list_orders(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "orders", {
         "customer_id": p.positive_int, "status": p.choice(*ORDER_STATUSES), "since": p.instant, "until": p.instant})
+    p.time_span(values)
     where = OrderFilter(customer_id=values.get("customer_id"), status=values.get("status"),
                         since=values.get("since"), until=values.get("until"))
     page = await orders.list_orders(request.app.ctx.gateway, _ctx(request), where, _key(after, str),
@@ -138,7 +140,7 @@ async def list_orders(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.get("/orders/<order_no:str>", ctx_role="reader")
+@v1.route("/orders/<order_no:str>", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("order"))
 @snapshotted
 async def get_order(request: Request, order_no: str) -> HTTPResponse:
@@ -147,7 +149,7 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
     return envelope(request, _ctx(request), data)
 
 
-@v1.get("/invoices", ctx_role="finance")
+@v1.route("/invoices", methods=READ, ctx_role="finance")
 @openapi.definition(**docs.operation("invoices"))
 @snapshotted
 async def list_invoices(request: Request) -> HTTPResponse:
@@ -161,12 +163,13 @@ async def list_invoices(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.get("/sold-items", ctx_role="reader")
+@v1.route("/sold-items", methods=READ, ctx_role="reader")
 @openapi.definition(**docs.operation("sold_items"))
 @snapshotted
 async def list_sold_items(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "sold-items", {"since": p.instant, "until": p.instant,
                                                           "location": p.location_code})
+    p.time_span(values)
     where = SoldItemsFilter(since=values.get("since"), until=values.get("until"), location=values.get("location"))
     page = await sold_items.list_sold_items(request.app.ctx.gateway, _ctx(request), where, _key(after, tuple),
                                             values.get("limit", p.DEFAULT_LIMIT))

@@ -61,9 +61,14 @@ class Gateway:
         except SourceFailed as exc:
             ctx.record(source, SourceReport("unavailable", "none", error=exc.reason))
             raise
-        status = "stale" if cached.state == "stale" and cached.error else "ok"
+        error = cached.error
+        if cached.state == "stale" and error is None:
+            # Served past its freshness while revalidating: if the source is failing right now
+            # the refresh will fail too, so the answer is stale for that reason, not "ok".
+            error = policy.stats.failing
+        status = "stale" if cached.state == "stale" and error else "ok"
         ctx.record(source, SourceReport(status, cached.state,  # type: ignore[arg-type]
-                                        round(cached.age_s, 1), cached.error, cached.ttl))
+                                        round(cached.age_s, 1), error, cached.ttl))
         return cached.value
 
     async def primary(self, ctx: RequestContext, source: str, op: str, *args: Any,

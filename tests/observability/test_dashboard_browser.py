@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from deploy.local.faultproxy import FaultProxy
-from tests.servers import ARTIFACTS, KEYS, Server, Upstreams, flush_redis_db
+from tests.servers import ARTIFACTS, KEYS, Server, Upstreams, flush_redis_db, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -22,6 +25,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 SOURCES = ("warehouse", "sales", "accounting")
 STATE_TIMEOUT_MS = 30_000
+# A readable rate: "0.5/s", "6.3/s", "20/s", "1.2k/s"; never a long run of digits.
+RATE_LABEL = re.compile(r"^\d{1,3}(\.\d{1,2})?[kMG]?/s$")
 
 
 @pytest.fixture(name="accounting_proxy", scope="module")
@@ -76,6 +81,94 @@ def _expect_state(page: Any, name: str, state: str) -> None:
     assert _tile(page, name).locator(".state-text").inner_text().strip().lower() == state
 
 
+def _history(server: Server) -> list[dict[str, Any]]:
+    response = server.get("/dashboard/history", role="reader")
+    assert response.status_code == 200
+    samples: list[dict[str, Any]] = response.json()["samples"]
+    return samples
+
+
+def _points(page: Any, chart: str) -> int:
+    """How many points the chart's lines have."""
+    count: int = page.evaluate(
+        """(chart) => [...document.querySelectorAll(`svg[data-chart="${chart}"] polyline`)]
+            .reduce((n, line) => n + line.getAttribute("points").trim().split(/\\s+/).length, 0)""", chart)
+    return count
+
+
+def _axis_label(page: Any, chart: str) -> dict[str, Any]:
+    """The chart's top value label: its text, and whether its rendered box lies inside the chart, left of the plot."""
+    label: dict[str, Any] = page.evaluate(
+        """(chart) => {
+            const box = document.querySelector(`svg[data-chart="${chart}"]`);
+            const label = box.querySelector('text[data-axis="max"]');
+            const grid = box.querySelector("line.grid");
+            const b = label.getBoundingClientRect();
+            const s = box.getBoundingClientRect();
+            const g = grid.getBoundingClientRect();
+            return { text: label.textContent, inside: b.left >= s.left && b.right <= g.left + 0.5 &&
+                     b.top >= s.top && b.bottom <= s.bottom && b.width > 0,
+                     box: [b.left, b.right, s.left, g.left] };
+        }""", chart)
+    return label
+
+
+def _wait_for_traffic_history(server: Server, samples: int) -> None:
+    """Until the server's history holds ``samples`` samples and requests counted among them."""
+    def ready() -> bool:
+        kept = _history(server)
+        return len(kept) >= samples and kept[-1]["requests"]["count"] > kept[0]["requests"]["count"]
+    wait_for(ready, 60, f"{samples} history samples with traffic", interval=1)
+
+
+def test_reloaded_page_draws_the_last_minutes_at_once(server: Server, browser: Any, traffic: None) -> None:
+    """A reloaded page draws the server's recent history in its charts before its own polls could have."""
+    _wait_for_traffic_history(server, 6)
+    page = browser.new_page(viewport={"width": 1200, "height": 820})
+    page.goto(f"{server.base}/dashboard?key={KEYS['reader']}")
+    _expect_state(page, "warehouse", "up")
+    polls: list[str] = []
+    page.on("response", lambda r: polls.append(r.url) if r.url.endswith("/dashboard/state") else None)
+    page.reload()
+    page.wait_for_selector('svg[data-chart="rate"] polyline', timeout=STATE_TIMEOUT_MS)
+    points = _points(page, "rate")
+    # The page's own polls alone give one rate point fewer than polls answered.
+    assert points >= 5, f"only {points} rate points"
+    assert points > len(polls), f"{points} rate points after {len(polls)} polls"
+    page.wait_for_selector('svg[data-chart="latency"] polyline', timeout=STATE_TIMEOUT_MS)
+    assert page.locator('svg[data-chart="rate"] text.empty').count() == 0
+    label = _axis_label(page, "rate")
+    assert RATE_LABEL.match(label["text"]), label
+    assert label["inside"], f"the rate label is cut off: {label}"
+    page.close()
+
+
+def test_rate_label_fits_at_thousands_per_second(server: Server, browser: Any, traffic: None) -> None:
+    """With rates in the thousands the axis label reads like "20k/s" and stays fully inside the chart."""
+    _wait_for_traffic_history(server, 3)
+    page = browser.new_page(viewport={"width": 1200, "height": 820})
+
+    def scaled(route: Any) -> None:
+        # The server's real history, its request counts scaled up to a rate this 2-core machine cannot serve.
+        answer = route.fetch()
+        body = answer.json()
+        for sample in body["samples"]:
+            req = sample["requests"]
+            req["count"] *= 1000
+            req["sum_s"] *= 1000
+            req["buckets"] = [[le, n * 1000] for le, n in req["buckets"]]
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/dashboard/history", scaled)
+    page.goto(f"{server.base}/dashboard?key={KEYS['reader']}")
+    page.wait_for_selector('svg[data-chart="rate"] polyline', timeout=STATE_TIMEOUT_MS)
+    label = _axis_label(page, "rate")
+    assert RATE_LABEL.match(label["text"]), label
+    assert label["text"].endswith("k/s"), label
+    assert label["inside"], f"the rate label is cut off: {label}"
+    page.close()
+
+
 def test_accounting_tile_follows_the_proxy_without_reload(server: Server, browser: Any,
                                                           accounting_proxy: FaultProxy, traffic: None) -> None:
     """The Accounting tile turns down when its link is cut and back up when restored, with no page reload."""
@@ -94,16 +187,29 @@ def test_accounting_tile_follows_the_proxy_without_reload(server: Server, browse
         _expect_state(page, name, "up")
     page.evaluate("window.__notReloaded = true")
 
+    cut_at = datetime.now().astimezone()
     accounting_proxy.blackhole()
     try:
         _expect_state(page, "accounting", "down")
         for name in ("warehouse", "sales"):
             assert _tile(page, name).get_attribute("data-state") == "up"
+            assert not _tile(page, name).locator('[data-field="outage"]').is_visible()
+        outage = _tile(page, "accounting").locator('[data-field="outage"]')
+        assert outage.is_visible()
+        assert outage.inner_text().lower().startswith("serving from cache since "), outage.inner_text()
+        since = server.get("/dashboard/state", role="reader").json()["sources"]["accounting"]["outage_since"]
+        # The outage is dated from when it began, not from the latest poll.
+        assert cut_at.timestamp() - 1 <= datetime.fromisoformat(since).timestamp() <= time.time()
+        shown = re.search(r"since (\d\d:\d\d:\d\d)", outage.inner_text())
+        assert shown, outage.inner_text()
+        assert shown.group(1) == datetime.fromisoformat(since).astimezone().strftime("%H:%M:%S")
+        page.wait_for_timeout(3000)  # the outage's age grows on screen
         page.screenshot(path=str(ARTIFACTS / "dashboard-accounting-down.png"), full_page=True)
     finally:
         accounting_proxy.pass_through()
 
     _expect_state(page, "accounting", "up")
+    assert not _tile(page, "accounting").locator('[data-field="outage"]').is_visible()
     page.wait_for_timeout(4000)  # a couple more polls, so the charts show a stretch of traffic
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert page.evaluate("window.__notReloaded") is True, "the page was reloaded"
@@ -149,3 +255,15 @@ def test_dashboard_page_headers_and_key(server: Server) -> None:
     state = server.get("/dashboard/state", role="reader")
     assert state.status_code == 200
     assert set(state.json()["sources"]) == set(SOURCES)
+    # So does the history, which holds only the last minutes, oldest first.
+    assert server.get("/dashboard/history").status_code == 401
+    assert server.get("/dashboard/history", params={"key": KEYS["reader"]}).status_code == 401
+    history = server.get("/dashboard/history", role="reader")
+    assert history.status_code == 200
+    assert "no-store" in history.headers["cache-control"]
+    body = history.json()
+    times = [s["t"] for s in body["samples"]]
+    assert times, "the server kept no history"
+    assert times == sorted(times)
+    assert body["now"] - times[0] <= 300_000 + 10_000
+    assert all(set(s) == {"t", "requests", "cache"} for s in body["samples"])

@@ -17,7 +17,7 @@ from api.dashboard_history import History, OutageClock
 from api.logs import scrub
 from api.metrics import Metrics, refresh_health
 from api.responses import dumps
-from api.routing import READ
+from api.routing import read
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
@@ -45,14 +45,14 @@ async def secure(request: Request, response: BaseHTTPResponse) -> None:
 dashboard.middleware(secure, "response")
 
 
-@dashboard.route("/dashboard", methods=READ, ctx_role="reader", ctx_query_key=True)
+@read(dashboard, "/dashboard", ctx_role="reader", ctx_query_key=True)
 @openapi.exclude()
 async def page(request: Request) -> HTTPResponse:
     # The URL carries the key: never cache the page, and never send it on as a Referer (see the headers).
     return await file(STATIC / "dashboard.html", mime_type="text/html; charset=utf-8", no_store=True)
 
 
-@dashboard.route("/dashboard/assets/<name:str>", methods=READ)
+@read(dashboard, "/dashboard/assets/<name:str>")
 @openapi.exclude()
 async def asset(request: Request, name: str) -> HTTPResponse:
     if name not in ASSETS:
@@ -60,7 +60,7 @@ async def asset(request: Request, name: str) -> HTTPResponse:
     return await file(STATIC / name, mime_type=ASSETS[name], max_age=0, request_headers=request.headers)
 
 
-@dashboard.route("/dashboard/state", methods=READ, ctx_role="reader")
+@read(dashboard, "/dashboard/state", ctx_role="reader")
 @openapi.exclude()
 async def state(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
@@ -80,7 +80,7 @@ async def state(request: Request) -> HTTPResponse:
     return HTTPResponse(dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-@dashboard.route("/dashboard/history", methods=READ, ctx_role="reader")
+@read(dashboard, "/dashboard/history", ctx_role="reader")
 @openapi.exclude()
 async def history(request: Request) -> HTTPResponse:
     """The last minutes of request and cache totals, so a freshly loaded page draws its charts at once."""

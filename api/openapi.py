@@ -19,7 +19,7 @@ from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
 from api import docs
-from api.routing import READ
+from api.routing import read
 
 openapi_routes = Blueprint("openapi_document")
 
@@ -125,7 +125,7 @@ def _camel(operation_id: str) -> str:
     return words[0] + "".join(w.title() for w in words[1:])
 
 
-@openapi_routes.route("/openapi.json", methods=READ)
+@read(openapi_routes, "/openapi.json")
 @openapi.exclude()
 async def openapi_document(request: Request) -> HTTPResponse:
     document = getattr(request.app.ctx, "openapi_document", None)

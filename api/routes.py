@@ -12,7 +12,7 @@ from sanic_ext import openapi
 from api import docs
 from api import params as p
 from api.responses import envelope
-from api.routing import READ
+from api.routing import read
 from api.snapshots import snapshotted
 from connectors.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
 from federation import customers, invoices, locations, orders, products, sold_items
@@ -73,7 +73,7 @@ def _sane(value: Any, kind: type) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 200 and p.is_printable(value)
 
 
-@v1.route("/locations", methods=READ, ctx_role="reader")
+@read(v1, "/locations", ctx_role="reader")
 @openapi.definition(**docs.operation("locations"))
 @snapshotted
 async def list_locations(request: Request) -> HTTPResponse:
@@ -83,7 +83,7 @@ async def list_locations(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.route("/products", methods=READ, ctx_role="reader")
+@read(v1, "/products", ctx_role="reader")
 @openapi.definition(**docs.operation("products"))
 @snapshotted
 async def list_products(request: Request) -> HTTPResponse:
@@ -96,7 +96,7 @@ async def list_products(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.route("/products/<sku:str>", methods=READ, ctx_role="reader")
+@read(v1, "/products/<sku:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("product"))
 @snapshotted
 async def get_product(request: Request, sku: str) -> HTTPResponse:
@@ -105,7 +105,7 @@ async def get_product(request: Request, sku: str) -> HTTPResponse:
     return envelope(request, _ctx(request), data)
 
 
-@v1.route("/customers", methods=READ, ctx_role="reader")
+@read(v1, "/customers", ctx_role="reader")
 @openapi.definition(**docs.operation("customers"))
 @snapshotted
 async def list_customers(request: Request) -> HTTPResponse:
@@ -116,7 +116,7 @@ async def list_customers(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.route("/customers/<customer_id:str>", methods=READ, ctx_role="reader")
+@read(v1, "/customers/<customer_id:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("customer"))
 @snapshotted
 async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
@@ -126,7 +126,7 @@ async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
     return envelope(request, _ctx(request), data)
 
 
-@v1.route("/orders", methods=READ, ctx_role="reader")
+@read(v1, "/orders", ctx_role="reader")
 @openapi.definition(**docs.operation("orders"))
 @snapshotted
 async def list_orders(request: Request) -> HTTPResponse:
@@ -140,7 +140,7 @@ async def list_orders(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.route("/orders/<order_no:str>", methods=READ, ctx_role="reader")
+@read(v1, "/orders/<order_no:str>", ctx_role="reader")
 @openapi.definition(**docs.operation("order"))
 @snapshotted
 async def get_order(request: Request, order_no: str) -> HTTPResponse:
@@ -149,7 +149,7 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
     return envelope(request, _ctx(request), data)
 
 
-@v1.route("/invoices", methods=READ, ctx_role="finance")
+@read(v1, "/invoices", ctx_role="finance")
 @openapi.definition(**docs.operation("invoices"))
 @snapshotted
 async def list_invoices(request: Request) -> HTTPResponse:
@@ -163,7 +163,7 @@ async def list_invoices(request: Request) -> HTTPResponse:
     return _page(request, scope, page)
 
 
-@v1.route("/sold-items", methods=READ, ctx_role="reader")
+@read(v1, "/sold-items", ctx_role="reader")
 @openapi.definition(**docs.operation("sold_items"))
 @snapshotted
 async def list_sold_items(request: Request) -> HTTPResponse:

@@ -16,8 +16,11 @@ T = TypeVar("T")
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 
-# What a malformed value can raise while it is converted; anything else is a bug.
-ROW_ERRORS = (ValueError, TypeError, ArithmeticError, AttributeError, KeyError, IndexError)
+# What a malformed value can raise while it is converted; anything else is a bug in our code and
+# propagates (a 500), never a skipped row. Text columns are trimmed with ``str.strip(value)`` rather
+# than ``value.strip()`` so that a NULL or a number where text belongs is a TypeError, not an
+# AttributeError that would look like our own mistake.
+ROW_ERRORS = (ValueError, TypeError, ArithmeticError)
 
 
 def convert_rows(rows: Iterable[R], convert: Callable[[R], T | None], *, source: str, what: str) -> list[T]:
@@ -102,5 +105,5 @@ def text_or_none(value: str | None) -> str | None:
     """CHAR/VARCHAR value without padding; blank is None."""
     if value is None:
         return None
-    stripped = value.strip()
+    stripped = str.strip(value)
     return stripped or None

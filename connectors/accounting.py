@@ -411,15 +411,15 @@ def _classify(exc: pyodbc.Error, *, cancelled: bool) -> ConnectorError:
 
 def _account(row: Row) -> Account:
     custno, name, crlimit, currcd, status, open_bal, overdue_bal, open_count = row
-    acct_no = custno.strip()
+    acct_no = str.strip(custno)
     if not acct_no:
         raise ValueError("blank CUSTNO")
-    currency = currcd.strip()
-    code = (status or "").strip().upper()
+    currency = str.strip(currcd)
+    code = str.strip(status or "").upper()
     mapped = _ACCOUNT_STATUS.get(code)
     if mapped is None:
         log.warning("%s: account %s has unknown status %r", SOURCE, acct_no, code)
-    return Account(acct_no, name.strip(), mapped, currency, cents(crlimit or 0), cents(open_bal or 0),
+    return Account(acct_no, str.strip(name), mapped, currency, cents(crlimit or 0), cents(open_bal or 0),
                    cents(overdue_bal or 0), int(open_count or 0))
 
 
@@ -462,12 +462,12 @@ class _InvoiceReader:
         for row in rows:
             try:
                 invno, custno, ordref, invdt, duedt, currcd, amount, tax, status, paid = row
-                number = invno.strip()
+                number = str.strip(invno)
                 if not number:
                     raise ValueError("blank INVNO")
                 mapped = _INVOICE_STATUS.get(status)
                 if mapped is None:
-                    code = (status or "").strip().upper()
+                    code = str.strip(status or "").upper()
                     mapped = _INVOICE_STATUS.get(code)
                     if mapped is None:
                         log.warning("%s: invoice %s has unknown status %r", SOURCE, number, code)
@@ -484,7 +484,7 @@ class _InvoiceReader:
                 due = dates.get(duedt, _UNSEEN)
                 if due is _UNSEEN:
                     due = date_of(duedt, number)
-                append(Invoice(number, custno.strip(), ordref.strip() or None, issued, due, currcd.strip(),
+                append(Invoice(number, str.strip(custno), str.strip(ordref) or None, issued, due, str.strip(currcd),
                                total, CENT * tax if tax else _ZERO, settled, balance, mapped, overdue))
             except ROW_ERRORS as exc:
                 skipped_row(SOURCE, "invoice", exc)

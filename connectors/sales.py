@@ -573,13 +573,13 @@ def _orders(pairs: Sequence[tuple[Any, Decimal | None]]) -> list[Order]:
                 when = utc(ordered_at)
             state = _ORDER_STATUSES.get(status)
             if state is None and isinstance(status, str):
-                state = _ORDER_STATUSES.get(status.strip().lower())
+                state = _ORDER_STATUSES.get(str.strip(status).lower())
             if when is None or state is None or total is None:
                 log.warning("%s: order %s has an unreadable ordered_at, status or line; skipped", SOURCE, order_no)
                 continue
-            currency = currency.strip()
+            currency = str.strip(currency)
             customer = int(customer_id)
-            ship = (ship_from.strip() or None) if ship_from is not None else None  # text_or_none
+            ship = (str.strip(ship_from) or None) if ship_from is not None else None  # text_or_none
             append(Order(order_no, customer, state, when, ship, currency, total))
         except ROW_ERRORS as exc:
             skipped_row(SOURCE, "order", exc)
@@ -591,7 +591,7 @@ def _order_line(row: Any) -> OrderLine:
     if title is None:
         log.warning("%s: order %s line %s names a missing product %s", SOURCE, order_no, line_no, product_id)
     price, discount = decimal(unit_price), decimal(discount_pct)
-    currency = currency.strip()
+    currency = str.strip(currency)
     return OrderLine(order_no, int(line_no), int(product_id), canonical_sku(sku), title or "", int(qty),
                      Money(price.quantize(CENT), currency), discount.quantize(CENT),
                      Money(line_total(int(qty), price, discount), currency))
@@ -599,7 +599,7 @@ def _order_line(row: Any) -> OrderLine:
 
 def _product(row: Any) -> Product:
     id_, title, sku, list_price, currency = row
-    return Product(int(id_), title, canonical_sku(sku), Money(money_amount(list_price), currency.strip()))
+    return Product(int(id_), title, canonical_sku(sku), Money(money_amount(list_price), str.strip(currency)))
 
 
 def _sold_items(rows: Rows) -> list[SoldItem]:

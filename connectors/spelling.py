@@ -11,7 +11,7 @@ def canonical_sku(raw: str | None) -> str | None:
     """Any spelling of a warehouse SKU (case, padding) in warehouse form, or None."""
     if raw is None:
         return None
-    sku = raw.strip().upper()
+    sku = str.strip(raw).upper()
     return sku or None
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -97,7 +100,24 @@ class WarehouseConnector:
             await pool.close(timeout=self._connect_timeout)
 
     async def ping(self) -> None:
-        await self._fetch("SELECT 1", {})
+        """``SELECT 1`` through the pool; cancelling the ping ends it at once, whatever the server does.
+
+        psycopg meets a cancelled query by asking the server to cancel it and waiting for that, up to 5 s,
+        which a hung or unreachable server never answers; so a probe's deadline would stretch to 5 s.
+        Instead the ping's connection is cut, its query fails at once, and the pool drops the connection.
+        """
+        async def work(conn: Conn) -> None:
+            query = asyncio.ensure_future(_select_one(conn))
+            try:
+                await asyncio.shield(query)
+            except asyncio.CancelledError:
+                _cut(conn)
+                await asyncio.wait({query})
+                if not query.cancelled():
+                    query.exception()
+                raise
+
+        await self._run(work)
 
     def pool_state(self) -> dict[str, int]:
         state = {"max": self._pool_max, "size": 0, "in_use": self._in_use, "idle": 0, "waiting": 0}
@@ -225,6 +245,22 @@ class _ConnectionLost(Exception):
     """The connection broke under a statement (the pool replaces it)."""
 
 
+async def _select_one(conn: Conn) -> None:
+    cur = await conn.execute("SELECT 1")
+    await cur.fetchall()
+
+
+def _cut(conn: Conn) -> None:
+    """Shut the connection's socket down: a statement waiting on it fails now, without a cancel request."""
+    try:
+        fd = os.dup(conn.pgconn.socket)
+    except (psycopg.Error, OSError):
+        return  # already closed
+    # Shutting the duplicate descriptor down shuts down the one socket both name; closing it closes only the copy.
+    with socket.socket(fileno=fd) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _items_query(where: ItemFilter, after: str | None, limit: int) -> tuple[str, Params]:
     params: Params = {"limit": limit}
     if where.location is not None:
@@ -267,7 +303,7 @@ def _sku(raw: str) -> str:
 
 def _location(row: tuple[Any, ...]) -> Location:
     code, name, city, country, timezone = row
-    return Location(code.strip(), name, city, country.strip(), timezone.strip())
+    return Location(str.strip(code), name, city, str.strip(country), str.strip(timezone))
 
 
 def _item_stocks(rows: Sequence[tuple[Any, ...]]) -> list[ItemStock]:
@@ -281,12 +317,12 @@ def _item_stocks(rows: Sequence[tuple[Any, ...]]) -> list[ItemStock]:
     for row in rows:
         try:
             sku, name, unit, active, on_hand, reserved = row
-            key = sku.strip().upper() if sku is not None else None
+            key = str.strip(sku).upper() if sku is not None else None
             if not key:
                 raise ValueError("blank sku")
             if type(on_hand) is not int or type(reserved) is not int:
                 raise ValueError("stock is not a whole number")
-            append(ItemStock(key, name, unit.strip(), bool(active), on_hand, reserved))
+            append(ItemStock(key, name, str.strip(unit), bool(active), on_hand, reserved))
         except ROW_ERRORS as exc:
             skipped_row(SOURCE, "item", exc)
     return out
@@ -297,12 +333,12 @@ def _item(row: tuple[Any, ...]) -> Item:
     when = utc(updated_at)
     if when is None:
         raise ValueError("unreadable updated_at")
-    return Item(_sku(sku), name, description, unit.strip(), weight_grams, bool(active), when)
+    return Item(_sku(sku), name, description, str.strip(unit), weight_grams, bool(active), when)
 
 
 def _stock_level(row: tuple[Any, ...]) -> StockLevel:
     sku, location, on_hand, reserved = row
-    return StockLevel(_sku(sku), location.strip(), int(on_hand), int(reserved))
+    return StockLevel(_sku(sku), str.strip(location), int(on_hand), int(reserved))
 
 
 def _stock_total(row: tuple[Any, ...]) -> StockTotal:
@@ -317,4 +353,4 @@ def _sku_name(row: tuple[Any, ...]) -> tuple[str, str]:
 
 def _shipment(row: tuple[Any, ...]) -> tuple[tuple[str, str], int]:
     reference, sku, qty = row
-    return (reference.strip(), _sku(sku)), int(qty)
+    return (str.strip(reference), _sku(sku)), int(qty)

@@ -1,4 +1,7 @@
-"""The federation's errors, mapped to HTTP in exactly one place (``api/problems.py``).
+"""The federation's errors, mapped to HTTP in exactly one place (``api.problems.PROBLEMS``).
+
+Anything else that reaches the API is a bug and a 500: ``SourceFailed`` is only for a source's
+own failure (see ``federation.policy.SOURCE_FAULTS``), never for an error in our code.
 
     FederationError
     ├── BadRequest(param)            malformed input                        → 400

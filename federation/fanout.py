@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
 
-from federation.errors import SourceFailed
+from federation.errors import FederationError, SourceFailed
 
 T = TypeVar("T")
 
 
 async def optional(call: Awaitable[T]) -> T | None:
-    """The call's value, or None when its source gave nothing (already recorded in the context)."""
+    """The call's value, or None when its source gave nothing (already recorded in the context).
+
+    Only a source's failure is optional: any other error (a bug) is raised, to be answered as a 500.
+    """
     try:
         return await call
     except SourceFailed:
@@ -30,14 +33,19 @@ async def gather(*calls: Awaitable[Any]) -> list[Any]:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_as_coroutine(c)) for c in calls]
     except BaseExceptionGroup as failed:
-        # Two primary calls failing together is one outage, not two errors: report the first.
-        raise _first_leaf(failed) from None
+        # Two primary calls failing together is one outage, not two errors: report the first. A bug
+        # outranks any outage beside it, which would otherwise hide it behind a 503.
+        leaves = list(_leaves(failed))
+        raise next((e for e in leaves if not isinstance(e, FederationError)), leaves[0]) from None
     return [t.result() for t in tasks]
 
 
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 async def _as_coroutine(call: Awaitable[T]) -> T:

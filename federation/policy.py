@@ -81,7 +81,14 @@ class RetryBudget:
         return False
 
 
-def _reason(exc: BaseException) -> str:
+# What a source call can fail with when the source (or the way to it) is at fault. Anything else
+# raised under the policy is a bug in our code: it passes through untouched, to become a 500, and
+# is neither a source failure in the stats nor a reason to retry or open the breaker.
+SOURCE_FAULTS = (ConnectorError, TimeoutError, pybreaker.CircuitBreakerError)
+
+
+def _reason(exc: ConnectorError | TimeoutError | pybreaker.CircuitBreakerError) -> str:
+    """What went wrong with the source, in words safe to show (one of ``SOURCE_FAULTS``)."""
     if isinstance(exc, pybreaker.CircuitBreakerError):
         return "circuit open"
     if isinstance(exc, SourceTimeout | TimeoutError):
@@ -92,9 +99,7 @@ def _reason(exc: BaseException) -> str:
         return "overloaded"
     if isinstance(exc, QueryFailed):
         return "query failed"
-    if isinstance(exc, ConnectorError):
-        return exc.message
-    return "unexpected error"
+    return exc.message
 
 
 def _transient(exc: BaseException) -> bool:
@@ -149,7 +154,10 @@ class SourcePolicy:
         return str(self.breaker.current_state)
 
     async def run(self, call: Callable[[], Awaitable[T]], remaining: float) -> T:
-        """The call's result, or ``SourceFailed`` with a reason safe to show."""
+        """The call's result, or ``SourceFailed`` with a reason safe to show when the source failed.
+
+        Any other exception (a bug of ours, a cancellation) is raised as itself and not recorded.
+        """
         started = time.monotonic()
         deadline = started + remaining
         try:
@@ -157,9 +165,7 @@ class SourcePolicy:
         except SourceFailed as exc:
             self._finish(started, exc.reason, exc.reason)
             raise
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except SOURCE_FAULTS as exc:
             reason = _reason(exc)
             self._finish(started, reason, reason)
             raise SourceFailed(self.source, reason) from exc

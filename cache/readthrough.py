@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import redis
 from redis.asyncio import Redis
 
 from cache.availability import Availability
@@ -29,15 +32,20 @@ from cache.store import Claim, Entry, EntryStore
 T = TypeVar("T")
 Load = Callable[[], Awaitable[Any]]
 log = logging.getLogger("bizfed.cache")
+_REDIS_CLIENT = os.path.dirname(redis.__file__) + os.sep
 
 
 
 class CacheUnavailable(Exception):
-    """Redis did not answer an operation that cannot do without it (ping, invalidation)."""
+    """Redis did not answer an operation that cannot do without it (ping, invalidation).
 
-    def __init__(self, message: str) -> None:
+    The operation may be half done (entries dropped, other processes not told); repeating it is safe.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
 
 
 class _RedisDown(Exception):
@@ -139,11 +147,14 @@ class RedisCache:
         return dropped
 
     async def _forget_everywhere(self) -> None:
-        """Clear the first level here and, through pub/sub, in every other worker and replica."""
+        """Clear the first level here and, through pub/sub, in every other worker and replica.
+
+        ``CacheUnavailable`` when the others could not be told: until they are, they may serve what
+        was dropped, so the invalidation is not done.
+        """
         if self._local is not None:
             self._local.clear()
-        with contextlib.suppress(*REDIS_FAILURES):
-            await self._redis_client.publish(self._keys.invalidations, b"clear")
+        await self._admin(self._redis_client.publish(self._keys.invalidations, b"clear"))
 
     async def follow_invalidations(self) -> None:
         """Clear the first level whenever any process invalidates; run as a background task."""
@@ -304,6 +315,8 @@ class RedisCache:
             async with asyncio.timeout(self._op_timeout):
                 result = await op
         except REDIS_FAILURES as exc:
+            if not _redis_fault(exc):
+                raise
             if pool_exhausted(exc):
                 self.counters.pool_busy += 1
                 raise _PoolBusy from exc
@@ -317,9 +330,12 @@ class RedisCache:
             async with asyncio.timeout(limit or self._admin_timeout):
                 result = await op
         except REDIS_FAILURES as exc:
+            if not _redis_fault(exc):
+                raise
             if not pool_exhausted(exc):
                 self._failed(exc, limit or self._admin_timeout)
-            raise CacheUnavailable(f"redis: {type(exc).__name__}") from exc
+            raise CacheUnavailable(f"redis: {type(exc).__name__}",
+                                   retry_after=max(1, math.ceil(self._availability.backoff))) from exc
         self._availability.succeeded()
         return result
 
@@ -349,6 +365,23 @@ class RedisCache:
             self.counters.misses += 1
             self._observer.miss(source)
         return cached
+
+
+def _redis_fault(exc: BaseException) -> bool:
+    """Whether one of ``REDIS_FAILURES`` came from talking to Redis rather than from our own code.
+
+    A RuntimeError is only Redis's when raised under the client (uvloop's write to a closed
+    transport); one of ours (say, a dict changed while iterated) must surface as the bug it is,
+    not pass for an outage that bypasses the cache.
+    """
+    if not isinstance(exc, RuntimeError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(_REDIS_CLIENT):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _log_refresh_failure(task: asyncio.Task[Cached]) -> None:

@@ -33,11 +33,12 @@ async def watch_warehouse(feed: ChangeFeed, cache: Invalidator, interval: float)
                 mark = await feed.current()
             else:
                 changes = await feed.since(mark)
-                mark = changes.watermark
                 tags = {*changes.skus, *changes.order_nos}
                 if tags:
                     dropped = await cache.invalidate_tags([*tags, WAREHOUSE_LISTS])
                     log.info("warehouse changed: %d tags, %d cached keys dropped", len(tags), dropped)
+                # Only past changes the cache has dropped: with Redis down, the next round tries them again.
+                mark = changes.watermark
         except ConnectorError as exc:
             log.warning("warehouse watcher: %s", exc.message)
         except Exception:

@@ -26,7 +26,7 @@ from deploy.legacy.schema import LegacyTargets
 from deploy.local.faultproxy import FaultProxy
 from deploy.local.process import start_group, stop_group
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]   # tests/servers.py -> the checkout
 ARTIFACTS = REPO / "tests" / "artifacts"
 KEYS = {"reader": "test-reader-7Yq2", "finance": "test-finance-P4mz", "admin": "test-admin-Kw9c"}
 API_KEYS_ENV = ",".join(f"{key}:{role}" for role, key in KEYS.items())
@@ -164,13 +164,14 @@ def launch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     """Starts `bizfed serve` subprocesses (module-scoped); each is terminated at the end of the module."""
     running: list[subprocess.Popen[bytes]] = []
 
-    def launch(env: Mapping[str, str], *, workers: int = 1, name: str = "server") -> Server:
+    def launch(env: Mapping[str, str], *, workers: int = 1, name: str = "server", module: str = "api.cli") -> Server:
+        """``module`` is run as ``python -m module serve ...``: ``api.cli`` or a test's variant of it."""
         port = free_port()
         full = {k: v for k, v in os.environ.items() if not k.startswith(("BIZFED_", "PROMETHEUS_"))}
         full.update(env)
         log_path = tmp_path_factory.mktemp(name) / "server.log"
         with log_path.open("wb") as log:
-            proc = start_group([sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port",
+            proc = start_group([sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port",
                                 str(port), "--workers", str(workers)], env=full, cwd=REPO, output=log)
         running.append(proc)
         server = Server(f"http://127.0.0.1:{port}", log_path, proc)

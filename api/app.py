@@ -88,7 +88,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         "OAS_IGNORE_OPTIONS": True,
         "REQUEST_MAX_SIZE": 64 * 1024,
         "REQUEST_MAX_HEADER_SIZE": 8 * 1024,
-        "REQUEST_TIMEOUT": 10,
+        "REQUEST_TIMEOUT": settings.head_timeout,   # for the whole head under api.server's protocol
         "RESPONSE_TIMEOUT": max(30, settings.request_deadline * 3),
         "KEEP_ALIVE_TIMEOUT": 15,
         "FALLBACK_ERROR_FORMAT": "json",

@@ -22,6 +22,7 @@ def serve(host: str, port: int, workers: int) -> None:
     from sanic.worker.loader import AppLoader
 
     from api.metrics import prepare_multiprocess_dir
+    from api.server import BoundedHeadProtocol
 
     if workers > 1:
         # Several processes must pool their metrics through files; one keeps them in memory,
@@ -30,7 +31,7 @@ def serve(host: str, port: int, workers: int) -> None:
     loader = AppLoader(factory=partial(_app_from_env))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False,
-                access_log=False)
+                access_log=False, protocol=BoundedHeadProtocol)
     if workers == 1:
         # One process: SIGTERM closes the listener at once and no worker can be orphaned.
         Sanic.serve_single(primary=app)

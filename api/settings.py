@@ -64,6 +64,7 @@ class Settings:
     local_cache_ttl: float = 1.0    # seconds a hot entry is served from process memory; 0 turns it off
     rate_limit: int = 100_000       # requests per key per window; 0 turns limiting off
     rate_window: float = 60.0
+    head_timeout: float = 10.0      # seconds a request line and headers may take to arrive, in all
 
     def role_of(self, digest: str) -> str | None:
         for key in self.api_keys:
@@ -204,4 +205,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         local_cache_ttl=_number(env, "BIZFED_LOCAL_CACHE_TTL", 1.0),
         rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", 100_000)),
         rate_window=_number(env, "BIZFED_RATE_WINDOW", 60.0, minimum=1),
+        head_timeout=_number(env, "BIZFED_HEAD_TIMEOUT", 10.0, minimum=0.1),
     )

@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SCALE  ?= 1
 SEED   ?= 42
+PORT   ?= 8000
 ENV    := set -a; . ./.stack/env; set +a;
 
 .PHONY: venv demo test lint stack-up stack-down seed bench bench-scale bench-connectors clean docs fuzz replicas office
@@ -25,7 +26,7 @@ seed: stack-up
 	@$(ENV) $(BIN)/bizfed seed --scale $(SCALE) --seed $(SEED)
 
 demo: venv
-	@$(BIN)/bizfed demo
+	@$(BIN)/bizfed demo --port $(PORT)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from functools import partial
 from typing import Any
@@ -17,20 +19,36 @@ def _app_from_env(name: str = "bizfed") -> Any:
     return create_app(load_settings(), name=name)
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before Sanic starts, so that a taken port is one clear line."""
+    from sanic.server.socket import bind_socket
+
+    try:
+        return bind_socket(host, port, backlog=100)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = "is already in use (another bizfed, or another program); stop it or choose another with --port"
+        else:
+            reason = f"cannot be listened on: {exc.strerror or exc}"
+        print(f"bizfed: port {port} on {host} {reason}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def serve(host: str, port: int, workers: int, sock: socket.socket | None = None) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
     from api.metrics import prepare_multiprocess_dir
     from api.server import BoundedHeadProtocol
 
+    sock = sock or listen(host, port)
     if workers > 1:
         # Several processes must pool their metrics through files; one keeps them in memory,
         # where a counter increment costs a third of an mmap write.
         prepare_multiprocess_dir()
     loader = AppLoader(factory=partial(_app_from_env))
     app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False,
+    app.prepare(host=host, port=port, sock=sock, workers=workers, single_process=workers == 1, motd=False,
                 access_log=False, protocol=BoundedHeadProtocol)
     if workers == 1:
         # One process: SIGTERM closes the listener at once and no worker can be orphaned.
@@ -82,6 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from deploy.legacy.seed import seed
     from deploy.local import stack
 
+    sock = listen(args.host, args.port)   # before the stack and the seeding, which take a while
     try:
         env = stack.up()
     except stack.StackError as exc:
@@ -96,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"bizfed demo: API      {base}/v1/orders  (Authorization: Bearer {key})")
     print(f"bizfed demo: docs     {base}/docs")
     print(f"bizfed demo: dashboard {base}/dashboard?key={key}", flush=True)
-    serve(args.host, args.port, args.workers)
+    serve(args.host, args.port, args.workers, sock)
     return 0
 
 

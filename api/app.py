@@ -26,6 +26,7 @@ from api.params import Cursors
 from api.problems import RateLimited, to_problem
 from api.ratelimit import RateLimiter
 from api.routes import v1
+from api.server import ignore_repeated_stop_signals
 from api.settings import Settings
 from api.snapshots import Snapshots
 from cache.readthrough import RedisCache
@@ -139,12 +140,15 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         app.ctx.rate_limiter = (RateLimiter(redis, settings.rate_limit, settings.rate_window)
                                 if settings.rate_limit else None)
         breakers = SharedBreakers(redis, {n: p.breaker for n, p in app.ctx.policies.items()})
-        app.ctx.background = [app.add_task(breakers.run(), name="breaker-sync"),
-                              app.add_task(_exit_with_parent(os.getppid()), name="parent-watch")]
+        # Plain tasks, not app.add_task: Sanic logs a WARNING for each of its tasks cancelled, and
+        # stop_background cancels these on every clean stop.
+        app.ctx.background = [asyncio.create_task(breakers.run(), name="breaker-sync"),
+                              asyncio.create_task(_exit_with_parent(os.getppid()), name="parent-watch")]
         if app.ctx.cache is not None:
-            app.ctx.background.append(app.add_task(app.ctx.cache.follow_invalidations(), name="l1-invalidations"))
+            app.ctx.background.append(asyncio.create_task(app.ctx.cache.follow_invalidations(),
+                                                          name="l1-invalidations"))
             app.ctx.changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.source_timeout)
-            app.ctx.background.append(app.add_task(
+            app.ctx.background.append(asyncio.create_task(
                 watch_warehouse(app.ctx.changes, app.ctx.cache, settings.watch_interval), name="warehouse-watcher"))
 
     @app.after_server_start
@@ -156,6 +160,7 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
 
     @app.before_server_stop
     async def stop_background(app: Sanic[Config, Any]) -> None:
+        ignore_repeated_stop_signals()
         # A watcher caught mid-query at shutdown otherwise keeps the worker alive, spinning.
         tasks = [t for t in getattr(app.ctx, "background", []) if t is not None]
         for task in tasks:

@@ -39,7 +39,7 @@ def serve(host: str, port: int, workers: int, sock: socket.socket | None = None)
     from sanic.worker.loader import AppLoader
 
     from api.metrics import prepare_multiprocess_dir
-    from api.server import BoundedHeadProtocol
+    from api.server import BoundedHeadProtocol, shield_helpers_from_group_stop
 
     sock = sock or listen(host, port)
     if workers > 1:
@@ -54,6 +54,7 @@ def serve(host: str, port: int, workers: int, sock: socket.socket | None = None)
         # One process: SIGTERM closes the listener at once and no worker can be orphaned.
         Sanic.serve_single(primary=app)
     else:
+        shield_helpers_from_group_stop()
         Sanic.serve(primary=app, app_loader=loader)
 
 

@@ -1,7 +1,10 @@
-"""The HTTP/1.1 protocol ``bizfed serve`` runs: Sanic's, with a bound on the whole request head."""
+"""How ``bizfed serve`` runs Sanic: an HTTP/1.1 protocol that bounds the whole request head, and a quiet stop."""
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.util
+import signal
 from time import monotonic
 
 from sanic.http import Stage
@@ -34,3 +37,38 @@ class BoundedHeadProtocol(HttpProtocol):
             self._time = self._head_started
         super().check_timeouts()  # type: ignore[no-untyped-call]
 
+
+def ignore_repeated_stop_signals() -> None:
+    """In a worker process whose stop has begun, ignore SIGINT and SIGTERM from now on.
+
+    A stop signal sent to the whole process group (Ctrl-C in a terminal, ``kill -- -<pgid>``) reaches
+    each worker twice, directly and again from Sanic's worker manager; Sanic has already restored the
+    default handlers by then, so the second one broke its clean-up with a traceback. The manager itself
+    escalates to SIGKILL on a repeated signal, so a worker never needs a second one.
+    """
+    if multiprocessing.parent_process() is None:
+        return   # a single process keeps a second Ctrl-C as the way to cut its stop short
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+
+
+class _Helpers:
+    """What multiprocessing's after-fork registry holds on to (it keeps only weak references)."""
+
+
+_HELPERS = _Helpers()
+
+
+def shield_helpers_from_group_stop() -> None:
+    """Processes that multiprocessing forks from here on ignore SIGTERM: their parent stops them.
+
+    Sanic's worker manager forks a state server and reads worker states from it until the very end of a
+    stop. A SIGTERM sent to the whole process group (systemd's default, ``kill -- -<pgid>``) killed that
+    server first, and the stop ended in a BrokenPipeError traceback. Sanic shuts it down itself afterwards
+    (SIGKILL if it lingers); the workers are spawned, not forked, and keep their own handlers.
+    """
+    multiprocessing.util.register_after_fork(_HELPERS, _ignore_sigterm)
+
+
+def _ignore_sigterm(_: _Helpers) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 from sanic import HTTPResponse, Request
+from sanic.exceptions import MethodNotAllowed, PayloadTooLarge, SanicException
 from sanic.exceptions import NotFound as RouteNotFound
-from sanic.exceptions import PayloadTooLarge, SanicException
 
 from api.metrics import route_label
 from api.settings import SettingsError
@@ -70,6 +70,7 @@ class Problem:
     headers: Callable[[Any], dict[str, str]] = _none
     members: Callable[[Any], dict[str, Any]] = _none   # more members of the body
     internal: bool = False   # a bug: logged with its traceback, counted, and told as nothing but the request id
+    allow: bool = False      # a 405: say in ``Allow`` which methods the path takes
 
 
 INTERNAL = Problem(500, "Internal error", lambda _e, _s: "", kind="internal", internal=True)
@@ -155,6 +156,10 @@ PROBLEMS: dict[type[BaseException], Problem] = {
     # Sanic's 404 says "Requested URL /x not found": echoing the path helps no one and reflects input.
     RouteNotFound: Problem(404, "Not found", lambda _e, _s: "no such resource", headers=_sanic_headers),
     PayloadTooLarge: Problem(_too_large, None, _too_large_detail, headers=_sanic_headers),
+    # Sanic's message echoes the URL, and its Allow is missing for routes with path parameters.
+    MethodNotAllowed: Problem(405, "Method not allowed",
+                              lambda e, _s: f"this resource does not accept {e.method or 'that method'}",
+                              kind="method-not-allowed", headers=_sanic_headers, allow=True),
     SanicException: Problem(_sanic_status, None, _sanic_detail, headers=_sanic_headers),
     # Raised bare, the common base of the federation's errors is a bug; so is a cache value the codec
     # refused escaping the cache, or configuration read wrongly after start-up.
@@ -181,8 +186,23 @@ def to_problem(request: Request, exc: BaseException) -> HTTPResponse:
         return _internal(request, exc)
     status = entry.status(exc, request) if callable(entry.status) else entry.status
     title = entry.title or TITLES.get(status, "Error")
-    return problem(status, title, entry.detail(exc, status), kind=entry.kind, headers=entry.headers(exc),
+    headers = entry.headers(exc)
+    if entry.allow and request is not None and "Allow" not in headers:
+        headers["Allow"] = allowed_methods(request)
+    return problem(status, title, entry.detail(exc, status), kind=entry.kind, headers=headers,
                    **entry.members(exc))
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods the request's path is served by, asked of the router one by one (405s are rare)."""
+    found = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        try:
+            request.app.router.get(request.path, method, None)
+        except SanicException:
+            continue
+        found.append(method)
+    return ", ".join(found)
 
 
 def _internal(request: Request | None, exc: BaseException) -> HTTPResponse:

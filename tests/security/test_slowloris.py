@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import selectors
 import socket
 import time
@@ -106,3 +107,37 @@ def test_many_dribbling_sockets_are_all_dropped(slow_server: Server) -> None:
         f"{len(conns) - len(closed)} of {len(conns)} dribbling sockets still open after {BOUND:.0f}s"
     assert all(not a or a.startswith(b"HTTP/1.1 408") for a in answers.values())
     assert httpx.get(slow_server.base + "/v1/locations", headers=ADMIN, timeout=30).status_code == 200
+
+
+def test_an_idle_keep_alive_connection_is_not_a_slow_head(slow_server: Server) -> None:
+    """A keep-alive connection idle for longer than the head bound still has its next request served."""
+    host, _, port = slow_server.base.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/v1/locations", headers=ADMIN)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+            opened = conn.sock
+            time.sleep(1.5 * HEAD_TIMEOUT)
+        assert conn.sock is opened, "the connection was not kept"
+    finally:
+        conn.close()
+
+
+def test_a_slow_body_after_a_prompt_head_is_not_cut(slow_server: Server) -> None:
+    """A body sent over longer than the head bound, after a whole head, is still answered by its handler."""
+    body = b'{"tags": ["slowloris-test-matches-nothing"]}'
+    head = (f"POST /v1/cache/invalidate HTTP/1.1\r\nHost: bizfed\r\nAuthorization: {ADMIN['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    host, _, port = slow_server.base.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head)
+        for start in range(0, len(body), 16):
+            time.sleep(DRIBBLE_EVERY)
+            conn.sendall(body[start:start + 16])
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

@@ -8,12 +8,15 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
+from sanic.exceptions import SanicException
 from sanic.response import BaseHTTPResponse, file
+from sanic_routing import Route
 
 from api.admin import admin
 from api.auth import KeyRing
@@ -25,6 +28,7 @@ from api.ops import ops
 from api.params import Cursors
 from api.problems import RateLimited, to_problem
 from api.ratelimit import RateLimiter
+from api.responses import accepts_json
 from api.routes import v1
 from api.server import ignore_repeated_stop_signals
 from api.settings import Settings
@@ -193,14 +197,15 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         route = request.route
         if route is None:
             return None
-        required: str | None = getattr(route.ctx, "role", None)
+        access = route_access(route)
+        required = access.role
         if required is None:
-            if route.name.endswith(".openapi.oauth2-redirect"):
+            if route.name.removesuffix("_head").endswith(".openapi.oauth2-redirect"):
                 # sanic-ext fetches this page from a CDN on every anonymous call, synchronously and without a
                 # timeout, so one request could stall the event loop; serve the vendored copy instead.
                 return await file(oauth2_redirect, mime_type="text/html; charset=utf-8")
             return None
-        query_key = request.args.get("key") if getattr(route.ctx, "query_key", False) else None
+        query_key = request.args.get("key") if access.query_key else None
         role, digest = app.ctx.keyring.authenticate(request.headers.get("authorization"), query_key)
         limiter = getattr(app.ctx, "rate_limiter", None)
         if limiter is not None:
@@ -209,6 +214,8 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
                 raise RateLimited("too many requests for this API key", context={"retry_after": verdict.retry_after})
         if required in ("finance", "admin") and role not in _allowed(required):
             raise Forbidden(f"this resource needs the {required} role")
+        if not accepts_json(request.headers.get("accept")):
+            raise SanicException("this resource is served as application/json only", status_code=406)
         request.ctx.role = role
         request.ctx.fed = RequestContext.start(role, settings.request_deadline)
         return None
@@ -216,6 +223,10 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     async def finish(request: Request, response: BaseHTTPResponse) -> None:
         response.headers["X-Request-ID"] = getattr(request.ctx, "request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        route = request.route
+        if route is not None and getattr(route.extra, "static", False):
+            # Sanic's static handler sets Cache-Control for GET only; HEAD must say the same.
+            response.headers.setdefault("Cache-Control", "no-cache")
         started = getattr(request.ctx, "started", None)
         seconds = time.perf_counter() - started if started is not None else 0.0
         metrics.observe_request(route_label(request), request.method, response.status, seconds)
@@ -226,6 +237,24 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.register_middleware(admit, "request", priority=100)
     app.register_middleware(finish, "response")
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    role: str | None          # the least role allowed; None: public
+    query_key: bool = False   # ``?key=`` accepted (the dashboard page, opened from a link)
+
+
+def route_access(route: Route) -> Access:
+    """Who may call ``route``; a HEAD route that sanic-ext derived from a GET route has that route's rules."""
+    found: Access | None = getattr(route.ctx, "access", None)
+    if found is None:
+        # sanic-ext's HEAD handler keeps the GET handler it wraps, but not the GET route's ctx.
+        source = getattr(route.handler, "__route_handler__", None)
+        origin = next((r for r in route.router.routes if r.handler is source), route) if source else route
+        found = Access(getattr(origin.ctx, "role", None), bool(getattr(origin.ctx, "query_key", False)))
+        route.ctx.access = found
+    return found
 
 
 async def _exit_with_parent(parent: int) -> None:

@@ -33,6 +33,10 @@ class ApiKey:
     role: str
 
 
+# 100 requests a second per key, sustained over the minute: a busy application's share, far above what a
+# person or a dashboard makes, and low enough that one runaway client cannot take the sources' capacity.
+DEFAULT_RATE_LIMIT = 6000
+
 DEFAULT_FRESHNESS = {
     "warehouse": Freshness(ttl=10, stale_while_revalidate=20, stale_if_error=3600),
     "sales": Freshness(ttl=30, stale_while_revalidate=60, stale_if_error=3600),
@@ -62,7 +66,7 @@ class Settings:
     freshness: Mapping[str, Freshness] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
     watch_interval: float = 1.0
     local_cache_ttl: float = 1.0    # seconds a hot entry is served from process memory; 0 turns it off
-    rate_limit: int = 100_000       # requests per key per window; 0 turns limiting off
+    rate_limit: int = DEFAULT_RATE_LIMIT   # requests per key per window; 0 turns limiting off
     rate_window: float = 60.0
     head_timeout: float = 10.0      # seconds a request line and headers may take to arrive, in all
 
@@ -203,7 +207,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         watch_interval=_number(env, "BIZFED_WATCH_INTERVAL", 1.0, minimum=0.05),
         freshness=_freshness(env),
         local_cache_ttl=_number(env, "BIZFED_LOCAL_CACHE_TTL", 1.0),
-        rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", 100_000)),
+        rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
         rate_window=_number(env, "BIZFED_RATE_WINDOW", 60.0, minimum=1),
         head_timeout=_number(env, "BIZFED_HEAD_TIMEOUT", 10.0, minimum=0.1),
     )

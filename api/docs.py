@@ -435,6 +435,7 @@ PROBLEMS: dict[int, str] = {
     401: "No API key, or one that is not known",
     403: "The key's role may not call this operation",
     404: "Not found",
+    406: "The Accept header admits no JSON: these answers are application/json only",
     429: "Too many requests for this API key in the current window (when rate limiting is on); see Retry-After",
     503: "A dependency this answer needs is unavailable",
 }

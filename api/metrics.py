@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,6 @@ UNMATCHED = "unmatched"
 OTHER = "other"
 KNOWN_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH"))
 _PATH_PARAM = re.compile(r"<([^:>]+)(?::[^>]*)?>")
-HEALTH_REUSE_S = 1.0
 
 metrics_bp = Blueprint("metrics")
 
@@ -311,20 +309,16 @@ class PrometheusCacheObserver:
 
 
 async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
-    """Probe every source and the cache (as /health/ready does) and record the results in the up gauges.
+    """Every source's and the cache's state (as /health/ready sees it), recorded in the up gauges.
 
-    Results younger than a second are reused, so open dashboards and scrapers cannot flood the sources with pings.
+    The probes are the worker's shared ones (api/health.py): scrapers and dashboards cannot flood the sources.
     """
     ctx = request.app.ctx
-    recent: tuple[float, dict[str, Any]] | None = getattr(ctx, "recent_health", None)
-    if recent is not None and time.monotonic() - recent[0] < HEALTH_REUSE_S:
-        return recent[1]
     states = await dependency_states(ctx, limit)
     metrics: Metrics | None = getattr(ctx, "metrics", None)
     if metrics is not None:
         for name, state in states.items():
             metrics.set_up(name, bool(state["up"]))
-    ctx.recent_health = (time.monotonic(), states)
     return states
 
 

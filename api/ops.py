@@ -7,31 +7,28 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
+from api.health import CACHE, health_probes
 from api.params import parse_query
 from api.responses import dumps, json_response
-from federation.sources import source_states
+from federation.sources import source_states, visible_to
 
 ops = Blueprint("ops")
 PROBE_TIMEOUT = 1.0
 
 
 async def dependency_states(ctx: Any, limit: float = PROBE_TIMEOUT) -> dict[str, Any]:
-    """Ping every source and the cache (Redis itself when caching is off) within ``limit`` seconds."""
-    connectors = getattr(ctx, "connectors", {})
-    pings = {name: conn.ping for name, conn in connectors.items()}
-    pools = {name: conn.pool_state for name, conn in connectors.items()}
+    """Every source's and the cache's state, from probes at most a second old (see api/health.py).
+
+    A probe that is due is answered within ``limit`` seconds whatever the backend does.
+    """
+    results = await health_probes(ctx).results(limit)
+    pools = {name: conn.pool_state for name, conn in getattr(ctx, "connectors", {}).items()}
+    states = source_states(results, getattr(ctx, "policies", {}), pools)
     cache = getattr(ctx, "cache", None)
-    redis = getattr(ctx, "redis", None)
-    if cache is not None:
-        pings["cache"] = cache.ping
-    elif redis is not None:
-        # With caching off Redis still carries breaker state and rate limits.
-        pings["cache"] = redis.ping
-    states = await source_states(pings, getattr(ctx, "policies", {}), pools, limit)
-    if "cache" in states:
-        states["cache"]["enabled"] = cache is not None
+    if CACHE in states:
+        states[CACHE]["enabled"] = cache is not None
         if cache is not None:
-            states["cache"].update({k: v for k, v in cache.state().items() if k not in ("up", "last_error")})
+            states[CACHE].update({k: v for k, v in cache.state().items() if k not in ("up", "last_error")})
     return states
 
 
@@ -56,8 +53,12 @@ async def ready(request: Request) -> HTTPResponse:
 
 @ops.get("/v1/sources", ctx_role="reader")
 @openapi.definition(summary="Each source's and the cache's state: up/down, breaker, latency, errors",
+                    description="Probes are at most a second old and shared by all callers. A source's call "
+                                "figures (calls, latency, error rate, last outcomes, ping time, pool) show what its "
+                                "users do, so they are given only to roles that may read that source: for a "
+                                "reader the accounting entry holds `up` and `breaker` alone.",
                     tag="operations", secured={"bearer": []})
 async def sources(request: Request) -> HTTPResponse:
     parse_query(request.args, {})
-    states = await dependency_states(request.app.ctx)
+    states = visible_to(await dependency_states(request.app.ctx), getattr(request.ctx, "role", None))
     return json_response(request, dumps({"data": states, "meta": {"sources": {}, "partial": False}}), "no-store")

@@ -246,7 +246,8 @@ class _ConnectionLost(Exception):
 
 
 async def _select_one(conn: Conn) -> None:
-    cur = await conn.execute("SELECT 1")
+    # Never prepared: one short message, the same every time, and no server-side statement to keep.
+    cur = await conn.execute("SELECT 1", prepare=False)
     await cur.fetchall()
 
 

@@ -89,6 +89,7 @@ class FaultProxy:
         self.listen_host = "127.0.0.1" if check_loopback(listen_host) == "localhost" else listen_host
         self.port = listen_port
         self.connections_total = 0
+        self.bytes_to_upstream = 0   # forwarded from clients to the server: a count of the traffic it got
         self._mode = Mode.PASSTHROUGH
         self._delay = 0.0
         self._links: set[_Link] = set()
@@ -299,6 +300,8 @@ class FaultProxy:
                 if self._mode is Mode.BLACKHOLE:
                     link.swallowed = True
                 if not link.swallowed:
+                    if from_client:
+                        self.bytes_to_upstream += len(data)
                     await queue.put((loop.time() + self._delay, data))
             if not link.swallowed:
                 await queue.put((loop.time() + self._delay, _EOF))

@@ -1,0 +1,146 @@
+"""Health probes are shared and bounded: /health/ready and /v1/sources over `bizfed serve`, counted at the backends.
+
+Pings are counted where they arrive: Redis's MONITOR feed for this module's own logical database, and for
+the SQL sources the bytes their fault proxies forwarded to the server, in units of one probe's bytes measured
+just before (PostgreSQL reports its statistics up to 10 s late, MariaDB keeps none per database here).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import time
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from deploy.local.backend_counts import RedisCommands
+from deploy.local.faultproxy import FaultProxy
+from tests.servers import Server, Upstreams, flush_redis_db, wait_for
+
+REDIS_DB = 13
+PROBE_LIMIT_S = 1.0      # api/ops.py PROBE_TIMEOUT
+REUSE_S = 1.0            # api/health.py REUSE_S: one probe per backend per second
+THREADS, ROUNDS = 16, 12
+
+
+@pytest.fixture(name="proxies", scope="module")
+def _proxies(upstreams: Upstreams, proxy_factory: Callable[[int], FaultProxy]) -> dict[str, FaultProxy]:
+    return {"warehouse": proxy_factory(upstreams.warehouse_port), "sales": proxy_factory(upstreams.mariadb_port),
+            "accounting": proxy_factory(upstreams.mariadb_port)}
+
+
+@pytest.fixture(name="server", scope="module")
+def _server(upstreams: Upstreams, proxies: dict[str, FaultProxy], launch: Callable[..., Server]) -> Server:
+    flush_redis_db(upstreams.redis_url, REDIS_DB)
+    env = upstreams.env(warehouse=proxies["warehouse"].port, sales=proxies["sales"].port,
+                        accounting=proxies["accounting"].port, redis_db=REDIS_DB)
+    # The change watcher polls the Warehouse every second by default; quiet, every statement there is a ping.
+    env["BIZFED_WATCH_INTERVAL"] = "3600"
+    return launch(env, name="shared-probes")
+
+
+@pytest.fixture(autouse=True)
+def _healed(server: Server, proxies: dict[str, FaultProxy]) -> Iterator[None]:
+    """Every test starts with all dependencies passing traffic and reported up."""
+    for proxy in proxies.values():
+        proxy.pass_through()
+    wait_for(lambda: all(_ready(server)[1].values()), 30, "every dependency up")
+    yield
+    for proxy in proxies.values():
+        proxy.pass_through()
+
+
+def _ready(server: Server) -> tuple[int, dict[str, bool]]:
+    response = server.get("/health/ready")
+    return response.status_code, {name: dep["up"] for name, dep in response.json()["dependencies"].items()}
+
+
+def _burst(server: Server) -> float:
+    """THREADS clients each asking /health/ready ROUNDS times back to back; the seconds it took."""
+    def client() -> None:
+        with httpx.Client(base_url=server.base, timeout=30) as http:
+            for _ in range(ROUNDS):
+                assert http.get("/health/ready").status_code == 200
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
+        for future in [pool.submit(client) for _ in range(THREADS)]:
+            future.result()
+    return time.monotonic() - started
+
+
+def test_concurrent_readiness_calls_share_one_ping_per_backend_per_second(
+        server: Server, upstreams: Upstreams, proxies: dict[str, FaultProxy]) -> None:
+    """Hundreds of concurrent /health/ready calls cost each backend about one ping per second, not one per call."""
+    redis = urlsplit(upstreams.redis_url)
+    one_probe: dict[str, int] = {}
+    for _ in range(2):   # the second time, every pool holds a connection already: a probe is a ping alone
+        time.sleep(REUSE_S + 0.1)
+        before = {name: proxy.bytes_to_upstream for name, proxy in proxies.items()}
+        assert server.get("/health/ready").status_code == 200
+        time.sleep(0.5)
+        one_probe = {name: proxy.bytes_to_upstream - before[name] for name, proxy in proxies.items()}
+    assert all(one_probe.values()), one_probe
+    time.sleep(REUSE_S)
+
+    before = {name: proxy.bytes_to_upstream for name, proxy in proxies.items()}
+    with RedisCommands(redis.hostname or "127.0.0.1", redis.port or 6379, REDIS_DB) as monitor:
+        seconds = _burst(server)
+    pings = {name: (proxy.bytes_to_upstream - before[name]) / one_probe[name] for name, proxy in proxies.items()}
+    pings["cache"] = monitor.count("PING")
+
+    calls = THREADS * ROUNDS
+    allowed = math.floor(seconds / REUSE_S) + 1
+    assert all(0 < n <= allowed for n in pings.values()), \
+        f"{calls} calls in {seconds:.2f}s: pings {pings}, at most {allowed} each expected"
+
+
+def test_a_cut_source_shows_once_the_answer_is_a_second_old(server: Server, proxies: dict[str, FaultProxy]) -> None:
+    """A shared answer lasts at most a second: the first call after that shows a source cut meanwhile."""
+    assert _ready(server)[1]["warehouse"] is True
+    proxies["warehouse"].reset()
+    proxies["warehouse"].refuse()
+    time.sleep(REUSE_S + 0.1)
+    status, deps = _ready(server)
+    assert status == 200
+    assert deps["warehouse"] is False
+    assert deps["sales"] is True
+    assert deps["accounting"] is True
+
+
+@pytest.mark.parametrize(("path", "role"), [("/health/ready", None), ("/v1/sources", "reader")])
+def test_first_answer_after_warehouse_hangs_keeps_the_probe_limit(
+        server: Server, proxies: dict[str, FaultProxy], path: str, role: str | None) -> None:
+    """With the Warehouse blackholed mid-connection, the first readiness or sources answer comes within 1.5x
+    the probe limit and says the Warehouse is down."""
+    assert _ready(server)[1]["warehouse"] is True   # the pool holds a connection that is about to go silent
+    proxies["warehouse"].blackhole()
+    time.sleep(REUSE_S + 0.1)
+    started = time.monotonic()
+    response = server.get(path, role=role)
+    elapsed = time.monotonic() - started
+    body = response.json()
+    states = body["dependencies"] if path == "/health/ready" else body["data"]
+    assert states["warehouse"]["up"] is False
+    assert states["sales"]["up"] is True
+    assert elapsed < 1.5 * PROBE_LIMIT_S, f"{path} took {elapsed:.2f}s with the Warehouse hanging"
+
+
+def test_reader_sees_no_accounting_activity_but_finance_does(server: Server) -> None:
+    """After finance users read invoices, a reader's /v1/sources gives Accounting's up and breaker only,
+    while a finance user's gives its call figures."""
+    for _ in range(3):
+        assert server.get("/v1/invoices?limit=5", role="finance").status_code == 200
+    time.sleep(REUSE_S)
+    finance = server.get("/v1/sources", role="finance").json()["data"]
+    reader = server.get("/v1/sources", role="reader").json()["data"]
+    assert finance["accounting"]["calls"] >= 1
+    assert {"latency_p50_ms", "error_rate", "last_success", "pool"} <= set(finance["accounting"])
+    assert set(reader["accounting"]) == {"up", "breaker"}, reader["accounting"]
+    assert reader["accounting"]["up"] is True
+    # Sources a reader may read keep their figures.
+    assert "calls" in reader["warehouse"]
+    assert "pool" in reader["sales"]

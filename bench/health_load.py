@@ -1,0 +1,144 @@
+"""Issue 16 benchmark: /health/ready at about 500 requests a second against one worker, pings counted at the backends.
+
+Run: ``python -m bench.health_load``. The SQL sources sit behind fault proxies that only pass traffic on and
+count the bytes they forward; a ping's bytes are measured first, so forwarded bytes give pings. Redis's
+MONITOR feed for the run's own database counts the cache's pings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench.harness import KEYS, server
+from deploy.legacy.schema import LegacyTargets, create_all, drop_all
+from deploy.local import stack
+from deploy.local.backend_counts import RedisCommands
+from deploy.local.faultproxy import FaultProxy
+
+REDIS_DB = 10
+PATH = "/health/ready"
+# wrk has no rate option: each connection waits this long between requests, so 10 connections make ~500/s.
+CONNECTIONS, DELAY_MS = 10, 20
+PACED = "request = function() return wrk.format('GET', '%s') end\ndelay = function() return %d end\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args(argv)
+    env = stack.up()
+    targets = LegacyTargets.from_env(env).renamed("healthbench")
+    create_all(targets, drop=True)
+    proxies = {"warehouse": FaultProxy("127.0.0.1", _pg_port(targets.warehouse_dsn)).start(),
+               "sales": FaultProxy("127.0.0.1", make_url(targets.sales_url).port or 3306).start(),
+               "accounting": FaultProxy("127.0.0.1", _odbc_port(targets.accounting_odbc)).start()}
+    redis = urlsplit(env["BIZFED_REDIS_URL"])
+    try:
+        senv = {**env, "BIZFED_API_KEYS": KEYS, "BIZFED_RATE_LIMIT": "1000000000",
+                # The change watcher would poll the Warehouse every second; quiet, its traffic is pings alone.
+                "BIZFED_WATCH_INTERVAL": "3600",
+                "BIZFED_WAREHOUSE_DSN": _pg_with_port(targets.warehouse_dsn, proxies["warehouse"].port),
+                "BIZFED_SALES_URL": make_url(targets.sales_url).set(port=proxies["sales"].port)
+                .render_as_string(hide_password=False),
+                "BIZFED_ACCOUNTING_ODBC": re.sub(r"(?i)\bPORT=\d+", f"PORT={proxies['accounting'].port}",
+                                                 targets.accounting_odbc),
+                "BIZFED_REDIS_URL": urlunsplit(redis._replace(path=f"/{REDIS_DB}"))}
+        with server(senv, workers=1) as base:
+            one = _one_probe(base, proxies)
+            before = {name: proxy.bytes_to_upstream for name, proxy in proxies.items()}
+            with RedisCommands(redis.hostname or "127.0.0.1", redis.port or 6379, REDIS_DB) as monitor:
+                load = _paced(base, args.seconds)
+            pings = {name: (proxy.bytes_to_upstream - before[name]) / one[name] for name, proxy in proxies.items()}
+            pings["cache"] = monitor.count("PING")
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        drop_all(targets)
+    seconds = load.requests / load.requests_per_s
+    report = (f"\n/health/ready, 1 worker, {CONNECTIONS} connections paced at {DELAY_MS} ms: "
+              f"{load.requests} requests in {seconds:.1f} s ({load.requests_per_s:,.0f} req/s), "
+              f"{load.errors} errors, p99 {load.p99_ms:.1f} ms\n\n"
+              "| backend | pings | pings/s | requests per ping |\n|---|---|---|---|\n")
+    for name, count in pings.items():
+        report += f"| {name} | {count:.0f} | {count / seconds:.2f} | {load.requests / max(count, 1):,.0f} |\n"
+    report += "\nTarget: at most ~4 backend pings per second per process in all.\n"
+    print(report)
+    return report
+
+
+def _one_probe(base: str, proxies: dict[str, FaultProxy]) -> dict[str, int]:
+    """Bytes one probe sends each SQL backend, once every pool holds a connection."""
+    one: dict[str, int] = {}
+    for _ in range(2):
+        time.sleep(1.1)
+        before = {name: proxy.bytes_to_upstream for name, proxy in proxies.items()}
+        httpx.get(base + PATH, timeout=10).raise_for_status()
+        time.sleep(0.5)
+        one = {name: proxy.bytes_to_upstream - before[name] for name, proxy in proxies.items()}
+    if not all(one.values()):
+        raise RuntimeError(f"a probe sent no bytes to some backend: {one}")
+    time.sleep(1.1)
+    return one
+
+
+@dataclass(frozen=True)
+class Load:
+    requests: int
+    requests_per_s: float
+    errors: int
+    p99_ms: float
+
+
+def _paced(base: str, seconds: int) -> Load:
+    """wrk on /health/ready with every connection pausing between requests; bounded by ``seconds``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "paced.lua")
+        script.write_text(PACED % (PATH, DELAY_MS))
+        out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
+                              base], capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    if p99 is None:
+        raise ValueError(f"wrk output lacks the 99% latency:\n{out}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return Load(int(_found(out, r"(\d+) requests in")), float(_found(out, r"Requests/sec:\s+([\d.]+)")),
+                int(non2xx.group(1)) if non2xx else 0, float(p99.group(1)) * scale)
+
+
+def _found(text: str, pattern: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"wrk output lacks {pattern!r}:\n{text}")
+    return match.group(1)
+
+
+def _pg_port(dsn: str) -> int:
+    return int(psycopg.conninfo.conninfo_to_dict(dsn).get("port") or 5432)
+
+
+def _pg_with_port(dsn: str, port: int) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    info.update(port=str(port), host=info.get("host") or "127.0.0.1")
+    return psycopg.conninfo.make_conninfo("", **info)
+
+
+def _odbc_port(odbc: str) -> int:
+    found = re.search(r"(?i)\bPORT=(\d+)", odbc)
+    if not found:
+        raise ValueError("the Accounting ODBC string names no PORT")
+    return int(found.group(1))
+
+
+if __name__ == "__main__":
+    main()

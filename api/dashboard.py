@@ -18,6 +18,7 @@ from api.logs import scrub
 from api.metrics import Metrics, refresh_health
 from api.responses import dumps
 from api.routing import read
+from federation.sources import visible_to
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
@@ -64,7 +65,8 @@ async def asset(request: Request, name: str) -> HTTPResponse:
 @openapi.exclude()
 async def state(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    states = await refresh_health(request, PROBE_TIMEOUT)
+    # A reader sees whether Accounting is up, never how busy finance users keep it.
+    states = visible_to(await refresh_health(request, PROBE_TIMEOUT), request.ctx.role)
     metrics: Metrics | None = getattr(ctx, "metrics", None)
     totals = metrics.summary().as_dict() if metrics is not None else {"requests": None, "cache": None}
     cache = cache_tile(states.get("cache"), getattr(ctx, "cache", None), totals["cache"])

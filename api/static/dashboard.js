@@ -124,8 +124,10 @@
     }
     setState(tile, s.status, s.reason);
     field(tile, "breaker", s.breaker || "–");
-    field(tile, "latency", s.calls ? `${ms(s.p50_ms)} / ${ms(s.p95_ms)}` : "no calls yet");
-    field(tile, "error_rate", s.calls ? `${percent(s.error_rate)} of ${s.calls} calls` : "–");
+    // null, not 0: this key's role may not see the source's activity (Accounting for a reader).
+    const hidden = s.calls === null;
+    field(tile, "latency", hidden ? "not shown to your role" : s.calls ? `${ms(s.p50_ms)} / ${ms(s.p95_ms)}` : "no calls yet");
+    field(tile, "error_rate", hidden ? "–" : s.calls ? `${percent(s.error_rate)} of ${s.calls} calls` : "–");
     field(tile, "last_success", ago(s.last_success));
     // During an outage, say where answers come from and since when, not just when the source last answered.
     const outage = el(tile, '[data-field="outage"]');

@@ -144,3 +144,15 @@ def test_reader_sees_no_accounting_activity_but_finance_does(server: Server) -> 
     # Sources a reader may read keep their figures.
     assert "calls" in reader["warehouse"]
     assert "pool" in reader["sales"]
+
+
+def test_reader_dashboard_shows_no_accounting_activity(server: Server) -> None:
+    """The dashboard's state follows the same rule: a reader's Accounting tile has no call figures."""
+    for _ in range(3):
+        assert server.get("/v1/invoices?limit=5", role="finance").status_code == 200
+    finance = server.get("/dashboard/state", role="finance").json()["sources"]["accounting"]
+    reader = server.get("/dashboard/state", role="reader").json()["sources"]["accounting"]
+    assert finance["calls"] >= 1
+    assert reader["status"] == "up"
+    for figure in ("calls", "p50_ms", "p95_ms", "error_rate", "last_success", "last_error", "last_error_at"):
+        assert reader[figure] is None, (figure, reader)

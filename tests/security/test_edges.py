@@ -93,3 +93,16 @@ def test_accept_is_honoured(server: Server, accept: str, status: int) -> None:
         check_problem(response, 406)
     else:
         assert response.status_code == 200, response.text[:200]
+
+
+def test_the_readme_sku_spellings_name_one_product(server: Server) -> None:
+    """Warehouse, Sales and Accounting spellings of a SKU (case, padding) give one product; other forms a 400."""
+    sku = server.get("/v1/products", role="reader", params={"limit": 1}).json()["data"][0]["sku"]
+    digits = sku.removeprefix("WH-")
+    for spelling in (sku, sku.lower(), f"{sku}%20%20%20", f"%20{sku.lower()}"):
+        response = server.get(f"/v1/products/{spelling}", role="reader")
+        assert response.status_code == 200, spelling
+        assert response.json()["data"]["sku"] == sku
+    for other in (f"WH{digits}", f"WH-{digits[1:]}", digits):
+        body = check_problem(server.get(f"/v1/products/{other}", role="reader"), 400)
+        assert "WH-000123" in body["detail"]

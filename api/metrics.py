@@ -24,6 +24,7 @@ from sanic_ext import openapi
 from sanic_routing.route import Route
 
 from api.ops import dependency_states
+from api.routing import read
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -322,7 +323,7 @@ async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
     return states
 
 
-@metrics_bp.get("/metrics")
+@read(metrics_bp, "/metrics")
 @openapi.exclude()
 async def scrape(request: Request) -> HTTPResponse:
     await refresh_health(request, 1.0)

@@ -10,6 +10,7 @@ from sanic_ext import openapi
 from api.health import CACHE, health_probes
 from api.params import parse_query
 from api.responses import dumps, json_response
+from api.routing import read
 from federation.sources import source_states, visible_to
 
 ops = Blueprint("ops")
@@ -32,13 +33,13 @@ async def dependency_states(ctx: Any, limit: float = PROBE_TIMEOUT) -> dict[str,
     return states
 
 
-@ops.get("/health/live")
+@read(ops, "/health/live")
 @openapi.definition(summary="Liveness: 200 while the process runs", tag="operations")
 async def live(request: Request) -> HTTPResponse:
     return HTTPResponse(dumps({"status": "live"}), content_type="application/json")
 
 
-@ops.get("/health/ready")
+@read(ops, "/health/ready")
 @openapi.definition(summary="Readiness: 200 when the cache or at least one source answers, else 503",
                     tag="operations")
 async def ready(request: Request) -> HTTPResponse:
@@ -51,7 +52,7 @@ async def ready(request: Request) -> HTTPResponse:
                         headers={"Cache-Control": "no-store"})
 
 
-@ops.get("/v1/sources", ctx_role="reader")
+@read(ops, "/v1/sources", ctx_role="reader")
 @openapi.definition(summary="Each source's and the cache's state: up/down, breaker, latency, errors",
                     description="Probes are at most a second old and shared by all callers. A source's call "
                                 "figures (calls, latency, error rate, last outcomes, ping time, pool) show what its "

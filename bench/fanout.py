@@ -64,8 +64,8 @@ def run(env: Mapping[str, str], order_nos: list[str]) -> dict[str, float]:
 def run_with_network_delay(env: Mapping[str, str], order_nos: list[str], delay: float) -> dict[str, float]:
     """The same measurement with every source behind a proxy adding ``delay`` seconds each way,
     as a WAN between an office and headquarters would."""
+    from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_with_port
     from deploy.local.faultproxy import FaultProxy
-    from tests.servers import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_with_port
 
     proxies = [FaultProxy("127.0.0.1", dsn_port(env["BIZFED_WAREHOUSE_DSN"])).start(),
                FaultProxy("127.0.0.1", odbc_port(env["BIZFED_ACCOUNTING_ODBC"])).start(),

@@ -17,12 +17,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psycopg
-from sqlalchemy.engine import make_url
 
 from bench.harness import KEYS, server
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
 from deploy.local import stack
+from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_port, url_with_port
 from deploy.local.backend_counts import RedisCommands
 from deploy.local.faultproxy import FaultProxy
 
@@ -40,19 +39,17 @@ def main(argv: list[str] | None = None) -> str:
     env = stack.up()
     targets = LegacyTargets.from_env(env).renamed("healthbench")
     create_all(targets, drop=True)
-    proxies = {"warehouse": FaultProxy("127.0.0.1", _pg_port(targets.warehouse_dsn)).start(),
-               "sales": FaultProxy("127.0.0.1", make_url(targets.sales_url).port or 3306).start(),
-               "accounting": FaultProxy("127.0.0.1", _odbc_port(targets.accounting_odbc)).start()}
+    proxies = {"warehouse": FaultProxy("127.0.0.1", dsn_port(targets.warehouse_dsn)).start(),
+               "sales": FaultProxy("127.0.0.1", url_port(targets.sales_url)).start(),
+               "accounting": FaultProxy("127.0.0.1", odbc_port(targets.accounting_odbc)).start()}
     redis = urlsplit(env["BIZFED_REDIS_URL"])
     try:
         senv = {**env, "BIZFED_API_KEYS": KEYS, "BIZFED_RATE_LIMIT": "1000000000",
                 # The change watcher would poll the Warehouse every second; quiet, its traffic is pings alone.
                 "BIZFED_WATCH_INTERVAL": "3600",
-                "BIZFED_WAREHOUSE_DSN": _pg_with_port(targets.warehouse_dsn, proxies["warehouse"].port),
-                "BIZFED_SALES_URL": make_url(targets.sales_url).set(port=proxies["sales"].port)
-                .render_as_string(hide_password=False),
-                "BIZFED_ACCOUNTING_ODBC": re.sub(r"(?i)\bPORT=\d+", f"PORT={proxies['accounting'].port}",
-                                                 targets.accounting_odbc),
+                "BIZFED_WAREHOUSE_DSN": dsn_with_port(targets.warehouse_dsn, proxies["warehouse"].port),
+                "BIZFED_SALES_URL": url_with_port(targets.sales_url, proxies["sales"].port),
+                "BIZFED_ACCOUNTING_ODBC": odbc_with_port(targets.accounting_odbc, proxies["accounting"].port),
                 "BIZFED_REDIS_URL": urlunsplit(redis._replace(path=f"/{REDIS_DB}"))}
         with server(senv, workers=1) as base:
             one = _one_probe(base, proxies)
@@ -123,21 +120,7 @@ def _found(text: str, pattern: str) -> str:
     return match.group(1)
 
 
-def _pg_port(dsn: str) -> int:
-    return int(psycopg.conninfo.conninfo_to_dict(dsn).get("port") or 5432)
 
-
-def _pg_with_port(dsn: str, port: int) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    info.update(port=str(port), host=info.get("host") or "127.0.0.1")
-    return psycopg.conninfo.make_conninfo("", **info)
-
-
-def _odbc_port(odbc: str) -> int:
-    found = re.search(r"(?i)\bPORT=(\d+)", odbc)
-    if not found:
-        raise ValueError("the Accounting ODBC string names no PORT")
-    return int(found.group(1))
 
 
 if __name__ == "__main__":

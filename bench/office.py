@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 
 from bench.harness import ADMIN, ROOT, free_port, seeded, server, server_env
 from deploy.legacy.schema import LegacyTargets
+from deploy.local.addresses import dsn_port, url_port
 from deploy.local.faultproxy import FaultProxy
 from deploy.local.process import stop_group
 
@@ -345,9 +346,7 @@ def loopback(env: Mapping[str, str], targets: LegacyTargets, procs: Procs, rtt: 
 
 
 def urlport(url: str, kind: str) -> int:
-    if kind == "pg":
-        return int(psycopg.conninfo.conninfo_to_dict(url).get("port") or 5432)
-    return int(make_url(url).port or 3306)
+    return dsn_port(url) if kind == "pg" else url_port(url)
 
 
 # --- the measurements ----------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import threading
 import httpx
 
 from bench.harness import ADMIN, seeded, server, server_env, table, wrk
+from deploy.local.addresses import odbc_port, odbc_with_port
 from deploy.local.faultproxy import FaultProxy
-from tests.servers import odbc_port, odbc_with_port
 
 
 def main(argv: list[str] | None = None) -> str:

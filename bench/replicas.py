@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -25,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import redis
-from sqlalchemy.engine import make_url
 
 from bench.harness import ADMIN, ROOT, free_port, seeded, server_env, wrk
+from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_with_port
 from deploy.local.balancer import Balancer
 from deploy.local.faultproxy import FaultProxy
 from deploy.local.process import start_group, stop_group
@@ -116,27 +114,9 @@ class PyLoad:
                 i += 1
 
 
-def dsn_port(dsn: str) -> int:
-    return int(psycopg.conninfo.conninfo_to_dict(dsn).get("port") or 5432)
 
 
-def dsn_with_port(dsn: str, port: int) -> str:
-    return psycopg.conninfo.make_conninfo(dsn, port=str(port))
 
-
-def url_with_port(url: str, port: int) -> str:
-    return make_url(url).set(port=port).render_as_string(hide_password=False)
-
-
-def odbc_port(odbc: str) -> int:
-    found = re.search(r"(?i)\bPORT=(\d+)", odbc)
-    if not found:
-        raise ValueError("the Accounting ODBC string names no PORT")
-    return int(found.group(1))
-
-
-def odbc_with_port(odbc: str, port: int) -> str:
-    return re.sub(r"(?i)\bPORT=\d+", f"PORT={port}", odbc)
 
 
 def start_replica(name: str, env: Mapping[str, str], logs: Path) -> Replica:

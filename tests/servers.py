@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -16,13 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psycopg
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from deploy.legacy.schema import LegacyTargets
+from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_with_port
 from deploy.local.faultproxy import FaultProxy
 from deploy.local.process import start_group, stop_group
 
@@ -41,29 +39,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def odbc_with_port(odbc: str, port: int) -> str:
-    return re.sub(r"(?i)\bPORT=\d+", f"PORT={port}", odbc)
 
 
-def odbc_port(odbc: str) -> int:
-    found = re.search(r"(?i)\bPORT=(\d+)", odbc)
-    assert found, "the Accounting ODBC string names no PORT"
-    return int(found.group(1))
 
-
-def dsn_with_port(dsn: str, port: int) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    info["port"] = str(port)
-    info.setdefault("host", "127.0.0.1")
-    return psycopg.conninfo.make_conninfo("", **info)
-
-
-def dsn_port(dsn: str) -> int:
-    return int(psycopg.conninfo.conninfo_to_dict(dsn).get("port") or 5432)
-
-
-def url_with_port(url: str, port: int) -> str:
-    return make_url(url).set(port=port).render_as_string(hide_password=False)
 
 
 def redis_with(url: str, port: int | None = None, db: int = REDIS_DB) -> str:

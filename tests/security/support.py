@@ -12,7 +12,7 @@ import pyodbc
 from psycopg import sql
 
 from deploy.legacy.schema import LegacyTargets, sales_as_odbc
-from tests.servers import dsn_port, odbc_port
+from deploy.local.addresses import dsn_port, odbc_port
 
 # Words that would betray a stack trace, SQL or driver text, or a connection string in a response.
 LEAK_MARKERS = ("Traceback", 'File "', ".py\"", "/work/", "site-packages", "psycopg", "pyodbc", "asyncmy",

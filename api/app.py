@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.exceptions import SanicException
 from sanic.response import BaseHTTPResponse, file
-from sanic_routing import Route
 
 from api.admin import admin
 from api.auth import KeyRing
@@ -33,15 +31,16 @@ from api.routes import v1
 from api.server import ignore_repeated_stop_signals
 from api.settings import Settings
 from api.snapshots import Snapshots
+from cache.breakers import SharedBreakers
 from cache.readthrough import RedisCache
 from cache.redis_client import make_redis
 from connectors.accounting import AccountingConnector
 from connectors.sales import SalesConnector
 from connectors.warehouse import WarehouseConnector
 from connectors.warehouse_changes import WarehouseChanges
-from federation.breakers import SharedBreakers
+from federation.codec import Codec
 from federation.context import RequestContext
-from federation.errors import Forbidden
+from federation.errors import Forbidden, SourceFailed
 from federation.gateway import Gateway
 from federation.policy import Observer, PolicyConfig, SourcePolicy, make_breaker
 from federation.watcher import watch_warehouse
@@ -134,7 +133,8 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         app.ctx.policies = build_policies(settings, observer)
         redis = make_redis(settings.redis_url)
         app.ctx.redis = redis
-        app.ctx.cache = (RedisCache(redis, settings.freshness, observer=PrometheusCacheObserver(app.ctx.metrics),
+        app.ctx.cache = (RedisCache(redis, settings.freshness, codec=Codec(), stale_on=(SourceFailed,),
+                                    observer=PrometheusCacheObserver(app.ctx.metrics),
                                     local_ttl=settings.local_cache_ttl)
                          if settings.cache_enabled else None)
         app.ctx.gateway = Gateway(conns, app.ctx.policies, cache=app.ctx.cache)
@@ -197,15 +197,14 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
         route = request.route
         if route is None:
             return None
-        access = route_access(route)
-        required = access.role
+        required: str | None = getattr(route.ctx, "role", None)
         if required is None:
             if route.name.removesuffix("_head").endswith(".openapi.oauth2-redirect"):
                 # sanic-ext fetches this page from a CDN on every anonymous call, synchronously and without a
                 # timeout, so one request could stall the event loop; serve the vendored copy instead.
                 return await file(oauth2_redirect, mime_type="text/html; charset=utf-8")
             return None
-        query_key = request.args.get("key") if access.query_key else None
+        query_key = request.args.get("key") if getattr(route.ctx, "query_key", False) else None
         role, digest = app.ctx.keyring.authenticate(request.headers.get("authorization"), query_key)
         limiter = getattr(app.ctx, "rate_limiter", None)
         if limiter is not None:
@@ -237,24 +236,6 @@ def create_app(settings: Settings, *, connectors: Mapping[str, Any] | None = Non
     app.register_middleware(admit, "request", priority=100)
     app.register_middleware(finish, "response")
     return app
-
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    role: str | None          # the least role allowed; None: public
-    query_key: bool = False   # ``?key=`` accepted (the dashboard page, opened from a link)
-
-
-def route_access(route: Route) -> Access:
-    """Who may call ``route``; a HEAD route that sanic-ext derived from a GET route has that route's rules."""
-    found: Access | None = getattr(route.ctx, "access", None)
-    if found is None:
-        # sanic-ext's HEAD handler keeps the GET handler it wraps, but not the GET route's ctx.
-        source = getattr(route.handler, "__route_handler__", None)
-        origin = next((r for r in route.router.routes if r.handler is source), route) if source else route
-        found = Access(getattr(origin.ctx, "role", None), bool(getattr(origin.ctx, "query_key", False)))
-        route.ctx.access = found
-    return found
 
 
 async def _exit_with_parent(parent: int) -> None:

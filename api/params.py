@@ -14,8 +14,8 @@ from urllib.parse import unquote
 
 import orjson
 
-from connectors.spelling import canonical_sku, is_valid_sku
 from federation.errors import BadRequest
+from federation.spelling import canonical_sku, is_valid_sku
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50

@@ -21,10 +21,21 @@ from sanic.exceptions import NotFound as RouteNotFound
 from api.metrics import route_label
 from api.settings import SettingsError
 from cache.cached import LoadFailed
-from cache.codec import CodecError
 from cache.readthrough import CacheUnavailable
-from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
-from federation.errors import BadRequest, FederationError, Forbidden, NotFound, PrimaryUnavailable, SourceFailed
+from federation.codec import CodecError
+from federation.errors import (
+    BadRequest,
+    ConnectorError,
+    FederationError,
+    Forbidden,
+    NotFound,
+    PoolExhausted,
+    PrimaryUnavailable,
+    QueryFailed,
+    SourceFailed,
+    SourceTimeout,
+    SourceUnavailable,
+)
 
 log = logging.getLogger("bizfed.api")
 

@@ -14,11 +14,11 @@ from api import params as p
 from api.responses import envelope
 from api.routing import read
 from api.snapshots import snapshotted
-from connectors.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
 from federation import customers, invoices, locations, orders, products, sold_items
 from federation.context import RequestContext
 from federation.errors import BadRequest
 from federation.paging import Page
+from federation.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
 
 v1 = Blueprint("v1", url_prefix="/v1")
 

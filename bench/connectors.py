@@ -27,7 +27,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from connectors.accounting import AccountingConnector, _InvoiceReader, _invoices_query, today_int
-from connectors.queries import InvoiceFilter, ItemFilter, OrderFilter
 from connectors.sales import (
     _ORDER_COLS,
     SalesConnector,
@@ -41,6 +40,7 @@ from connectors.sales import (
 )
 from connectors.warehouse import WarehouseConnector, _item_stocks, _items_query
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
+from federation.queries import InvoiceFilter, ItemFilter, OrderFilter
 
 PAGE = 500
 DISCOUNTS = (Decimal("0.00"), Decimal("0.00"), Decimal("5.00"), Decimal("12.50"), Decimal("33.33"))

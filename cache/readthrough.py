@@ -20,14 +20,13 @@ from redis.asyncio import Redis
 
 from cache.availability import Availability
 from cache.cached import Cached, LoadFailed
-from cache.codec import Codec, CodecError
 from cache.freshness import Freshness
 from cache.keys import RESERVED, Keys
 from cache.local import LocalCache
 from cache.observer import CacheObserver, Counters, NullObserver
 from cache.redis_client import REDIS_FAILURES, pool_exhausted
 from cache.singleflight import SingleFlight
-from cache.store import Claim, Entry, EntryStore
+from cache.store import Claim, Codec, Entry, EntryStore
 
 T = TypeVar("T")
 Load = Callable[[], Awaitable[Any]]
@@ -69,7 +68,8 @@ class RedisCache:
                  backoff: float = 1.0,
                  max_bytes: int = 1 << 20,
                  epoch_ttl: float = 600.0,
-                 codec: Codec | None = None,
+                 codec: Codec,
+                 stale_on: tuple[type[BaseException], ...] = (LoadFailed,),
                  local_ttl: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         """``lock_ttl``: how long one process may hold a key's fill lock (longer than a load);
@@ -79,6 +79,8 @@ class RedisCache:
         ``backoff``: how long Redis is skipped after it failed; ``max_bytes``: larger values are not stored;
         ``epoch_ttl``: how long an invalidation keeps loads begun before it from storing (≫ a load);
         ``local_ttl``: seconds an entry may be served from this process's memory without asking Redis (0: off).
+        ``codec``: turns values into the bytes stored; ``stale_on``: the load failures (a source's, not a bug)
+        for which an entry within its stale-if-error window stands in.
         """
         clash = RESERVED.intersection(freshness)
         if clash:
@@ -86,7 +88,7 @@ class RedisCache:
         self._freshness = dict(freshness)
         self._observer: CacheObserver = observer or NullObserver()
         self._keys = Keys(namespace)
-        self._store = EntryStore(redis, self._keys, codec or Codec(), lock_ttl=lock_ttl, epoch_ttl=epoch_ttl)
+        self._store = EntryStore(redis, self._keys, codec, lock_ttl=lock_ttl, epoch_ttl=epoch_ttl)
         self._wait = wait
         self._op_timeout = op_timeout
         self._admin_timeout = admin_timeout
@@ -96,10 +98,11 @@ class RedisCache:
         self._flights: SingleFlight[Cached] = SingleFlight()
         self._redis_client = redis
         self._local = LocalCache(local_ttl) if local_ttl > 0 else None
+        self._stale_on = stale_on
         self.counters = Counters()
 
     async def fetch(self, source: str, key: str, tags: tuple[str, ...], load: Load) -> Cached:
-        """The cached value, or ``load()``'s; a stale value when ``load`` raises ``LoadFailed``
+        """The cached value, or ``load()``'s; a stale value when ``load`` raises one of ``stale_on``
         within the stale-if-error window; else ``load``'s error. Never raises a Redis error."""
         fresh = self._freshness_of(source)
         name = self._keys.entry(source, key)
@@ -249,11 +252,11 @@ class RedisCache:
         self.counters.loads += 1
         try:
             value = await load()
-        except LoadFailed as exc:
+        except self._stale_on as exc:
             if seen is not None:
                 age = seen.age(self._clock())
                 if fresh.usable_on_error(age):
-                    return Cached(seen.value, "stale", age, fresh.ttl, exc.reason)
+                    return Cached(seen.value, "stale", age, fresh.ttl, getattr(exc, "reason", None) or str(exc))
             raise
         return Cached(value, state, 0.0, fresh.ttl)
 
@@ -271,14 +274,22 @@ class RedisCache:
             return
         self.counters.refreshes += 1
         task, _ = self._flights.start(name, lambda: self._fill(source, key, tags, load, seen, background=True))
-        task.add_done_callback(_log_refresh_failure)
+        task.add_done_callback(self._log_refresh_failure)
+
+    def _log_refresh_failure(self, task: asyncio.Task[Cached]) -> None:
+        """A background refresh that failed for a source is expected; anything else is a bug worth its traceback."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, self._stale_on):
+            log.error("background cache refresh failed", exc_info=exc)
 
     async def _save(self, source: str, key: str, tags: tuple[str, ...], value: Any, stored_at: float,
                     claim: Claim) -> bool:
         """Store ``value`` if it may be; True if that also released the claim's lock."""
         try:
             payload = self._store.encode(value, stored_at)
-        except CodecError as exc:
+        except (ValueError, TypeError) as exc:
             self.counters.uncacheable += 1
             log.warning("not caching a %s value for %s: %s", type(value).__name__, source, exc)
             return False
@@ -382,11 +393,3 @@ def _redis_fault(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _log_refresh_failure(task: asyncio.Task[Cached]) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None and not isinstance(exc, LoadFailed):
-        log.error("background cache refresh failed", exc_info=exc)

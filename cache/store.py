@@ -8,14 +8,24 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from cache.codec import Codec, CodecError
 from cache.keys import Keys
 
 log = logging.getLogger("bizfed.cache")
+
+
+class Codec(Protocol):
+    """Turns what is cached into bytes and back; the cache never looks inside.
+
+    Both raise ``ValueError`` (or ``TypeError``) for a value or bytes they refuse.
+    """
+
+    def encode(self, value: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
 
 # Stores only if no invalidation bumped an epoch since the load began, so a load that read
 # the source before a change cannot put the old answer back after the change's invalidation;
@@ -94,7 +104,7 @@ class EntryStore:
         self._release = redis.register_script(_RELEASE)
 
     def encode(self, value: Any, stored_at: float) -> bytes:
-        """The stored bytes of one entry; raises ``CodecError`` for values the codec refuses."""
+        """The stored bytes of one entry; ``ValueError`` or ``TypeError`` for values the codec refuses."""
         return self._codec.encode([stored_at, value])
 
     def _decode(self, raw: bytes | str | None, name: str) -> Entry | None:
@@ -102,7 +112,7 @@ class EntryStore:
             return None
         try:
             stored_at, value = self._codec.decode(raw)
-        except (CodecError, ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             log.warning("cache entry %s is unreadable, treating as a miss: %s", name, exc)
             return None
         return Entry(value, float(stored_at))

@@ -21,10 +21,10 @@ import pyodbc
 from connectors._batch import chunked, unique
 from connectors._paging import keyset_page
 from connectors._values import CENT, ROW_ERRORS, cents, convert_rows, log, skipped_row, text_or_none, yyyymmdd
-from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
-from connectors.queries import InvoiceFilter
-from connectors.records import Account, AccountStatus, Invoice, InvoiceStatus, Money
-from connectors.spelling import canonical_sku, padded
+from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.queries import InvoiceFilter
+from federation.records import Account, AccountStatus, Invoice, InvoiceStatus, Money
+from federation.spelling import canonical_sku, padded
 
 T = TypeVar("T")
 Row = Sequence[Any]

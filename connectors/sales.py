@@ -57,9 +57,9 @@ from connectors._values import (
     text_or_none,
     utc,
 )
-from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
-from connectors.queries import CustomerFilter, OrderFilter, SoldItemsFilter, SoldItemsKey
-from connectors.records import (
+from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.queries import CustomerFilter, OrderFilter, SoldItemsFilter, SoldItemsKey
+from federation.records import (
     Customer,
     Money,
     Order,
@@ -70,7 +70,7 @@ from connectors.records import (
     ProductSales,
     SoldItem,
 )
-from connectors.spelling import canonical_sku, sales_sku
+from federation.spelling import canonical_sku, sales_sku
 
 T = TypeVar("T")
 Rows = Sequence[Any]

@@ -18,10 +18,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._paging import keyset_page
 from connectors._values import ROW_ERRORS, convert_rows, skipped_row, utc
-from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
-from connectors.queries import ItemFilter
-from connectors.records import Item, ItemStock, Location, StockLevel, StockTotal
-from connectors.spelling import canonical_sku
+from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.queries import ItemFilter
+from federation.records import Item, ItemStock, Location, StockLevel, StockTotal
+from federation.spelling import canonical_sku
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[TupleRow]

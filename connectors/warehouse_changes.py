@@ -6,37 +6,19 @@ moved are reported as the SKUs and order numbers they affect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 
-from connectors.errors import SourceUnavailable
+from federation.errors import SourceUnavailable
+from federation.watcher import Changes, Watermark
 
 # Rows can commit after rows with higher ids or later timestamps; re-reading a
 # short overlap catches them, at the price of invalidating some keys twice.
 ID_OVERLAP = 1000
 TIME_OVERLAP = timedelta(seconds=5)
 MAX_ROWS = 50_000
-
-
-@dataclass(frozen=True, slots=True)
-class Watermark:
-    movement_id: int
-    stock_at: datetime
-    items_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    watermark: Watermark
-    skus: frozenset[str] = field(default_factory=frozenset)
-    order_nos: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def empty(self) -> bool:
-        return not self.skus and not self.order_nos
 
 
 class WarehouseChanges:

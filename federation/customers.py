@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from connectors.queries import CustomerFilter
-from connectors.records import Account, Customer, OrderStats
 from federation.context import RequestContext
 from federation.errors import NotFound
 from federation.fanout import optional
 from federation.gateway import Gateway
 from federation.model import account, amount_in
 from federation.paging import Page, page_of
+from federation.queries import CustomerFilter
+from federation.records import Account, Customer, OrderStats
 from federation.tags import customer_tag
 
 ACCOUNT_FIELDS = ("account_status", "open_balance")

@@ -1,4 +1,4 @@
-"""The federation's errors, mapped to HTTP in exactly one place (``api.problems.PROBLEMS``).
+"""Every error the federation and its adapters raise, mapped to HTTP in one place (``api.problems.PROBLEMS``).
 
 Anything else that reaches the API is a bug and a 500: ``SourceFailed`` is only for a source's
 own failure (see ``federation.policy.SOURCE_FAULTS``), never for an error in our code.
@@ -7,14 +7,20 @@ own failure (see ``federation.policy.SOURCE_FAULTS``), never for an error in our
     ├── BadRequest(param)            malformed input                        → 400
     ├── NotFound(what, ident)        well-formed id that does not exist     → 404
     ├── Forbidden                    the role may not see this resource     → 403
+    ├── ConnectorError(source)       what a connector raises: talking to a source went wrong
+    │   ├── SourceUnavailable        could not connect, connection lost (transient)
+    │   ├── SourceTimeout            the source did not answer in time (transient)
+    │   ├── PoolExhausted            no local connection/thread free in time (local overload)
+    │   └── QueryFailed              the source rejected the query (never retried)
     ├── SourceFailed(source, reason) one source gave no data for this call  → partial / 503
     └── PrimaryUnavailable(source)   the resource's primary source failed
                                      and nothing was cached                 → 503 + Retry-After
+
+Connector messages never contain SQL, connection strings or driver text: the driver's
+exception is kept as ``__cause__`` for the logs only.
 """
 
 from __future__ import annotations
-
-from cache.cached import LoadFailed
 
 
 class FederationError(Exception):
@@ -39,12 +45,38 @@ class Forbidden(FederationError):
     pass
 
 
-class SourceFailed(FederationError, LoadFailed):
-    """A source call produced no data; ``reason`` is safe to show to users."""
+class ConnectorError(FederationError):
+    transient = False
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+class SourceUnavailable(ConnectorError):
+    transient = True
+
+
+class SourceTimeout(ConnectorError):
+    transient = True
+
+
+class PoolExhausted(ConnectorError):
+    """Our own pool or thread limit was full; the source itself may be fine."""
+
+
+class QueryFailed(ConnectorError):
+    pass
+
+
+class SourceFailed(FederationError):
+    """A source call produced no data; ``reason`` is safe to show to users. Stale values may stand in for it."""
 
     def __init__(self, source: str, reason: str) -> None:
-        LoadFailed.__init__(self, reason)
+        super().__init__(reason)
         self.source = source
+        self.reason = reason
 
 
 class PrimaryUnavailable(FederationError):

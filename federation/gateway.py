@@ -6,12 +6,26 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from cache.cached import Cached
 from federation.context import RequestContext, SourceReport
 from federation.errors import PrimaryUnavailable, SourceFailed
 from federation.policy import SourcePolicy
 
 T = TypeVar("T")
+
+
+class Cached(Protocol):
+    """What a cache fetch gives: the value, and how fresh it is."""
+
+    @property
+    def value(self) -> Any: ...
+    @property
+    def state(self) -> str: ...          # "hit", "miss", "stale" or "bypass"
+    @property
+    def age_s(self) -> float: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def error(self) -> str | None: ...   # why a stale value stood in for a fresh one
 
 
 class ReadThrough(Protocol):

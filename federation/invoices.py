@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from connectors.queries import InvoiceFilter
-from connectors.records import Customer, Invoice
 from federation.context import RequestContext
 from federation.errors import Forbidden
 from federation.fanout import optional
 from federation.gateway import Gateway
 from federation.model import invoice_row
 from federation.paging import Page, page_of
+from federation.queries import InvoiceFilter
+from federation.records import Customer, Invoice
 from federation.tags import customer_tag
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from connectors.records import Account, Invoice, Money
+from federation.records import Account, Invoice, Money
 
 CENT = Decimal("0.01")
 

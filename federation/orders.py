@@ -6,14 +6,14 @@ import asyncio
 from datetime import date
 from typing import Any
 
-from connectors.queries import OrderFilter
-from connectors.records import Customer, Invoice, Order, OrderLine
 from federation.context import RequestContext
 from federation.errors import NotFound
 from federation.fanout import optional
 from federation.gateway import Gateway
 from federation.model import amount_in, fulfilment, invoice_in_order, money, payment_status
 from federation.paging import Page, page_of
+from federation.queries import OrderFilter
+from federation.records import Customer, Invoice, Order, OrderLine
 
 INVOICE_FIELDS = ("invoices", "payment_status")
 

@@ -17,8 +17,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from connectors.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
-from federation.errors import SourceFailed
+from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceFailed, SourceTimeout, SourceUnavailable
 from federation.stats import SourceStats
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Protocol
 
-from connectors.queries import (
+from federation.queries import (
     CustomerFilter,
     InvoiceFilter,
     ItemFilter,
@@ -18,7 +18,7 @@ from connectors.queries import (
     SoldItemsFilter,
     SoldItemsKey,
 )
-from connectors.records import (
+from federation.records import (
     Account,
     Customer,
     Invoice,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.queries import ItemFilter
-from connectors.records import Item, ItemStock, Product, ProductSales, StockLevel
 from federation.context import RequestContext
 from federation.errors import NotFound
 from federation.fanout import gather, nothing, optional
 from federation.gateway import Gateway
 from federation.model import money
 from federation.paging import Page, page_of
+from federation.queries import ItemFilter
+from federation.records import Item, ItemStock, Product, ProductSales, StockLevel
 from federation.tags import WAREHOUSE_LISTS
 
 COST_FIELDS = ("std_cost",)

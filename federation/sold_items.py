@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.queries import SoldItemsFilter, SoldItemsKey
-from connectors.records import SoldItem, StockTotal
 from federation.context import RequestContext
 from federation.fanout import gather, optional
 from federation.gateway import Gateway
 from federation.paging import Page, page_of
+from federation.queries import SoldItemsFilter, SoldItemsKey
+from federation.records import SoldItem, StockTotal
 
 
 async def list_sold_items(gw: Gateway, ctx: RequestContext, where: SoldItemsFilter, after: SoldItemsKey | None,

@@ -34,15 +34,13 @@ class SourceStats:
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
         self._failing_since: datetime | None = None
-        self._failing: str | None = None
 
     @property
     def failing(self) -> str | None:
         """The error of the latest call when it failed; None once a call succeeds again."""
-        return self._failing
+        return self._last_error if self._failing_since is not None else None
 
     def record(self, seconds: float, error: str | None) -> None:
-        self._failing = error
         self._samples.append((time.monotonic(), seconds, error is None))
         if error is None:
             self._last_success, self._failing_since = datetime.now(UTC), None

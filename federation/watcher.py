@@ -5,13 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
-from connectors.errors import ConnectorError
-from connectors.warehouse_changes import Changes, Watermark
+from federation.errors import ConnectorError
 from federation.tags import WAREHOUSE_LISTS
 
 log = logging.getLogger("bizfed.watcher")
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    movement_id: int
+    stock_at: datetime
+    items_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    watermark: Watermark
+    skus: frozenset[str] = field(default_factory=frozenset)
+    order_nos: frozenset[str] = field(default_factory=frozenset)
 
 
 class ChangeFeed(Protocol):

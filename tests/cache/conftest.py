@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from cache.freshness import Freshness
 from cache.readthrough import RedisCache
 from cache.redis_client import make_redis
+from federation.codec import Codec
+from federation.errors import SourceFailed
 
 FRESHNESS = {
     "warehouse": Freshness(ttl=30, stale_while_revalidate=30, stale_if_error=60),
@@ -50,7 +52,8 @@ async def _make_cache(redis: Redis, namespace: str) -> AsyncIterator[MakeCache]:
     made: list[RedisCache] = []
 
     def make(freshness: Mapping[str, Freshness] = FRESHNESS, **options: Any) -> RedisCache:
-        cache = RedisCache(redis, freshness, **{"namespace": namespace, "op_timeout": 5.0, **options})
+        cache = RedisCache(redis, freshness, codec=Codec(), stale_on=(SourceFailed,),
+                           **{"namespace": namespace, "op_timeout": 5.0, **options})
         made.append(cache)
         return cache
 

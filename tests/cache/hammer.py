@@ -15,12 +15,14 @@ from collections import Counter
 from cache.freshness import Freshness
 from cache.readthrough import RedisCache
 from cache.redis_client import make_redis
+from federation.codec import Codec
 
 
 async def main(url: str, namespace: str, counter: str, start_at: float, fetches: int) -> None:
     # Patient timeouts: on a busy machine a timeout would mean a (correct) bypass load, not a test of the lock.
     redis = make_redis(url, timeout=2.0, connect_timeout=2.0, pool_timeout=2.0)
-    cache = RedisCache(redis, {"warehouse": Freshness(30, 0, 0)}, namespace=namespace, op_timeout=5.0)
+    cache = RedisCache(redis, {"warehouse": Freshness(30, 0, 0)}, codec=Codec(), namespace=namespace,
+                       op_timeout=5.0)
 
     async def load() -> str:
         await redis.incr(counter)

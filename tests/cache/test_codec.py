@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cache.codec import RECORD_TYPES, Codec, CodecError
-from connectors import records
+from federation import records
+from federation.codec import RECORD_TYPES, Codec, CodecError
 
 AT = datetime(2024, 5, 17, 13, 45, 12, 345678, tzinfo=UTC)
 EUR = records.Money(Decimal("1234.50"), "EUR")

@@ -13,6 +13,7 @@ from redis.asyncio import BlockingConnectionPool
 from cache.freshness import Freshness
 from cache.readthrough import CacheUnavailable, RedisCache
 from cache.redis_client import make_redis
+from federation.codec import Codec
 from tests.cache.support import Loader, RedisServer, free_port
 
 FRESHNESS = {"warehouse": Freshness(ttl=30, stale_while_revalidate=0, stale_if_error=60)}
@@ -50,7 +51,7 @@ async def _timed_fetches(cache: RedisCache, n: int) -> tuple[float, list[str]]:
 async def test_outage_bypasses_quickly_and_recovers_when_redis_returns(throwaway: RedisServer) -> None:
     """With Redis stopped fetches bypass it quickly; after a restart the same cache object hits again."""
     redis = make_redis(throwaway.url)
-    cache = RedisCache(redis, FRESHNESS, backoff=0.3)
+    cache = RedisCache(redis, FRESHNESS, codec=Codec(), backoff=0.3)
     try:
         load = Loader("v")
         assert (await cache.fetch("warehouse", "k", (), load)).state == "miss"
@@ -85,7 +86,7 @@ async def test_outage_bypasses_quickly_and_recovers_when_redis_returns(throwaway
 async def test_concurrent_fetches_during_an_outage_share_one_load_per_key(throwaway: RedisServer) -> None:
     """While Redis is down, 50 concurrent fetches of one key still cause a single load in this process."""
     redis = make_redis(throwaway.url)
-    cache = RedisCache(redis, FRESHNESS)
+    cache = RedisCache(redis, FRESHNESS, codec=Codec())
     try:
         await cache.ping()
         throwaway.stop()
@@ -103,7 +104,7 @@ async def test_concurrent_fetches_during_an_outage_share_one_load_per_key(throwa
 async def test_closed_port_bypasses_and_admin_calls_raise_cache_unavailable() -> None:
     """Pointed at a port nobody listens on, fetches load directly while ping and invalidation raise."""
     redis = make_redis(f"redis://127.0.0.1:{free_port()}/0")
-    cache = RedisCache(redis, FRESHNESS)
+    cache = RedisCache(redis, FRESHNESS, codec=Codec())
     try:
         elapsed, states = await _timed_fetches(cache, 10)
         assert elapsed < 1.0
@@ -120,7 +121,7 @@ async def test_closed_port_bypasses_and_admin_calls_raise_cache_unavailable() ->
 async def test_silent_redis_costs_one_timeout_then_is_skipped(silent_port: int) -> None:
     """A Redis that accepts but never answers delays one fetch by the tight timeout, then is bypassed."""
     redis = make_redis(f"redis://127.0.0.1:{silent_port}/0")
-    cache = RedisCache(redis, FRESHNESS)
+    cache = RedisCache(redis, FRESHNESS, codec=Codec())
     try:
         elapsed, states = await _timed_fetches(cache, 10)
         assert elapsed < 1.0
@@ -134,7 +135,7 @@ async def test_silent_redis_costs_one_timeout_then_is_skipped(silent_port: int) 
 async def test_a_full_connection_pool_bypasses_without_marking_redis_down(redis_url: str, namespace: str) -> None:
     """When every pooled connection is busy, fetches load directly but Redis stays 'up'."""
     redis = make_redis(redis_url, max_connections=1, pool_timeout=0.01)
-    cache = RedisCache(redis, FRESHNESS, namespace=namespace)
+    cache = RedisCache(redis, FRESHNESS, codec=Codec(), namespace=namespace)
     held = await redis.connection_pool.get_connection()
     try:
         served = await asyncio.gather(*(cache.fetch("warehouse", f"k{i}", (), Loader(i)) for i in range(5)))

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from cache.freshness import Freshness
 from cache.keys import FORMAT_VERSION
 from cache.readthrough import RedisCache
+from federation.codec import Codec
 from federation.errors import SourceFailed
 from tests.cache.conftest import MakeCache
 from tests.cache.support import Loader
@@ -187,4 +188,4 @@ async def test_unknown_source_and_reserved_names_are_refused(cache: RedisCache, 
     with pytest.raises(KeyError):
         await cache.fetch("nowhere", "k", (), Loader())
     with pytest.raises(ValueError, match="reserved"):
-        RedisCache(redis, {"tag": Freshness(1, 0, 0)})
+        RedisCache(redis, {"tag": Freshness(1, 0, 0)}, codec=Codec())

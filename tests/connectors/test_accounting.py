@@ -12,10 +12,10 @@ import pyodbc
 import pytest
 
 from connectors.accounting import AccountingConnector
-from connectors.errors import SourceTimeout
-from connectors.queries import InvoiceFilter
-from connectors.records import Account, Invoice, Money
 from deploy.legacy.schema import LegacyTargets
+from federation.errors import SourceTimeout
+from federation.queries import InvoiceFilter
+from federation.records import Account, Invoice, Money
 from tests.connectors.conftest import CONNECT_TIMEOUT, QUERY_TIMEOUT
 
 TODAY = date(2024, 6, 15)

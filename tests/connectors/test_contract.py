@@ -15,9 +15,9 @@ import pyodbc
 import pytest
 from sqlalchemy import text
 
-from connectors.errors import ConnectorError, PoolExhausted, SourceTimeout, SourceUnavailable
 from deploy.legacy.schema import LegacyTargets, odbc_server, sales_as_odbc
 from federation import ports
+from federation.errors import ConnectorError, PoolExhausted, SourceTimeout, SourceUnavailable
 from tests.connectors.conftest import (
     closed_port,
     create_sqlite_sales,

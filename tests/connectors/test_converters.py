@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from connectors.accounting import _InvoiceReader
-from connectors.records import Invoice, ItemStock, Order
 from connectors.sales import _orders
 from connectors.warehouse import _item_stocks
+from federation.records import Invoice, ItemStock, Order
 
 TODAY = 20240615
 

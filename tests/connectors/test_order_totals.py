@@ -13,8 +13,8 @@ from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors._values import line_total
-from connectors.queries import OrderFilter
 from connectors.sales import SalesConnector, customers, order_lines, orders, products
+from federation.queries import OrderFilter
 from tests.connectors.conftest import make_sales
 
 D = Decimal

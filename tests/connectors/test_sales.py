@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from connectors.queries import CustomerFilter, OrderFilter, SoldItemsFilter
-from connectors.records import Customer, Money, OrderStats, ProductSales, SoldItem
 from connectors.sales import SalesConnector, customers, order_lines, orders, products
+from federation.queries import CustomerFilter, OrderFilter, SoldItemsFilter
+from federation.records import Customer, Money, OrderStats, ProductSales, SoldItem
 from tests.connectors.conftest import make_sales
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from connectors.queries import ItemFilter
-from connectors.records import Item, ItemStock, Location, StockLevel, StockTotal
 from connectors.warehouse import WarehouseConnector
 from deploy.legacy.schema import LegacyTargets
+from federation.queries import ItemFilter
+from federation.records import Item, ItemStock, Location, StockLevel, StockTotal
 
 LOCATIONS = [("BCN1", "Barcelona", "Barcelona", "ES", "Europe/Madrid"),
              ("NYC1", "New York", "New York", "US", "America/New_York"),

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from federation.breakers import SharedBreakers
+from cache.breakers import SharedBreakers
 from federation.policy import NullObserver, make_breaker
 
 
@@ -32,7 +32,7 @@ async def _running(sync: SharedBreakers) -> asyncio.Task[None]:
 
 
 async def _open(breaker: pybreaker.CircuitBreaker) -> None:
-    from connectors.errors import SourceTimeout
+    from federation.errors import SourceTimeout
 
     for _ in range(2):
         with contextlib.suppress(SourceTimeout, pybreaker.CircuitBreakerError), breaker.calling():

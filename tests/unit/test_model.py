@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from connectors.records import Invoice, Money
 from federation.model import fulfilment, money, payment_status
+from federation.records import Invoice, Money
 
 
 def _inv(status: str, paid: str = "0.00", amount: str = "10.00") -> Invoice:

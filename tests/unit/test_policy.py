@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from connectors.errors import QueryFailed, SourceTimeout, SourceUnavailable
-from federation.errors import SourceFailed
+from federation.errors import QueryFailed, SourceFailed, SourceTimeout, SourceUnavailable
 from federation.policy import NullObserver, PolicyConfig, RetryBudget, SourcePolicy, make_breaker
 
 

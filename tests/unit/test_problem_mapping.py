@@ -39,7 +39,8 @@ ERRORS = _our_error_types()
 def test_the_walk_finds_the_error_types() -> None:
     """The walk sees the errors of every package, so an empty walk cannot pass the mapping test."""
     modules = {cls.__module__.partition(".")[0] for cls in ERRORS}
-    assert modules == set(PACKAGES), modules
+    # Connectors raise the core's errors (federation/errors.py) and define none of their own.
+    assert modules == set(PACKAGES) - {"connectors"}, modules
     assert len(ERRORS) >= 15
 
 

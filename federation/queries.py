@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from connectors.records import InvoiceStatus, OrderStatus
+from federation.records import InvoiceStatus, OrderStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,7 @@
 """Compact msgpack encoding of cached values: records, Decimal, dates, tuples — never pickle.
 
+The core's codec, handed to the cache, which stores the bytes without knowing what they hold.
+
 Aware datetimes use msgpack's timestamp type (decoded as UTC); record dataclasses
 are encoded by class name and decoded only if that name is in the codec's registry.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from connectors import records
+from federation import records
 
 RECORD_TYPES: tuple[type, ...] = (
     records.Money, records.Location, records.Item, records.ItemStock, records.StockLevel,
@@ -28,8 +30,8 @@ _TUPLE = 3
 _RECORD = 4
 
 
-class CodecError(Exception):
-    """A value the codec will not encode, or bytes it cannot decode."""
+class CodecError(ValueError):
+    """A value the codec will not encode, or bytes it cannot decode (a ``ValueError``, as the cache expects)."""
 
 
 class Codec:

@@ -7,8 +7,8 @@ from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
-# One statement per chunk: small enough for every driver's parameter limit
-# (SQLite, ODBC), large enough that a 500-key page is a single round trip.
+# One statement per chunk: small enough for every driver's parameter limit,
+# large enough that a 500-key page is a single round trip.
 CHUNK = 500
 
 LIKE_ESCAPE = "/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
 log = logging.getLogger("connectors")
@@ -49,17 +49,9 @@ def cents(value: int | Decimal) -> Decimal:
 
 
 def decimal(value: Any) -> Decimal:
-    """A DECIMAL column as the driver returns it (Decimal, or text/number on SQLite) as a Decimal."""
+    """A DECIMAL column as the driver returns it, a Decimal; anything else (a NULL) is unreadable."""
     if isinstance(value, Decimal):
         return value
-    if isinstance(value, float):
-        # repr gives the shortest text that round-trips, i.e. what was stored
-        return Decimal(repr(value))
-    if isinstance(value, int | str):
-        try:
-            return Decimal(value)
-        except InvalidOperation as exc:
-            raise ValueError("not a decimal") from exc
     raise TypeError(f"not a decimal: {type(value).__name__}")
 
 

@@ -1,7 +1,4 @@
-"""Sales connector: the ``sales`` database through SQLAlchemy 2 Core on an async engine.
-
-The URL picks the driver: ``mysql+asyncmy://`` in production, ``sqlite+aiosqlite://`` for a laptop.
-"""
+"""Sales connector: the ``sales`` MariaDB database through SQLAlchemy 2 Core on an async engine (asyncmy)."""
 
 from __future__ import annotations
 
@@ -41,7 +38,6 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable, Select
-from sqlalchemy.types import TypeEngine
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._paging import keyset_page
@@ -92,46 +88,19 @@ _TIMEOUT_CODES = frozenset({1317, 1969, 3024, 1205})
 _GONE_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 
 
-class ExactDecimal(TypeDecorator[Decimal]):
-    """DECIMAL where the database has it; exact text on SQLite, whose NUMERIC is a float."""
-
-    impl = Numeric
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String())
-        return super().load_dialect_impl(dialect)
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is not None and dialect.name == "sqlite":
-            return str(value)
-        return value
-
-
 class UtcDateTime(TypeDecorator[datetime]):
-    """A naive-UTC DATETIME column; binds aware times as naive UTC, and as sortable text on SQLite.
+    """A naive-UTC DATETIME column; binds aware times as naive UTC.
 
-    Results are left raw (datetime, or text on SQLite): rows are read with
-    ``_values.utc`` so that one unreadable value skips a row, not the whole list.
+    Results are left raw: rows are read with ``_values.utc`` so that one unreadable value (a zero
+    date the legacy server accepts outside strict mode) skips a row, not the whole list.
     """
 
     impl = DateTime
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(26))
-        return super().load_dialect_impl(dialect)
-
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        if dialect.name == "sqlite":
-            # the text SQLAlchemy's own SQLite DATETIME stores, so comparisons sort right
-            return value.isoformat(sep=" ", timespec="microseconds")
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
         return value
 
 
@@ -153,7 +122,7 @@ products = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("title", String(200), nullable=False),
     Column("sku", String(20)),
-    Column("list_price", ExactDecimal(12, 2), nullable=False),
+    Column("list_price", Numeric(12, 2), nullable=False),
     Column("currency", CHAR(3), nullable=False),
     Index("products_sku_idx", "sku"),
 )
@@ -177,8 +146,8 @@ order_lines = Table(
     Column("line_no", SmallInteger, nullable=False),
     Column("product_id", Integer, ForeignKey("products.id"), nullable=False),
     Column("qty", Integer, nullable=False),
-    Column("unit_price", ExactDecimal(12, 2), nullable=False),
-    Column("discount_pct", ExactDecimal(5, 2), nullable=False, server_default="0"),
+    Column("unit_price", Numeric(12, 2), nullable=False),
+    Column("discount_pct", Numeric(5, 2), nullable=False, server_default="0"),
     PrimaryKeyConstraint("order_no", "line_no"),
 )
 
@@ -186,25 +155,19 @@ _CUSTOMER_COLS = (customers.c.id, customers.c.name, customers.c.email, customers
                   customers.c.created_at, customers.c.acct_no)
 _ORDER_COLS = (orders.c.order_no, orders.c.customer_id, orders.c.status, orders.c.ordered_at,
                orders.c.ship_from, orders.c.currency)
-_LINE_TOTAL_COLS = (order_lines.c.order_no, order_lines.c.qty, order_lines.c.unit_price, order_lines.c.discount_pct)
 _ORDERS_BY_NO = select(*_ORDER_COLS).order_by(orders.c.order_no)
 
-# Dialects whose DECIMAL arithmetic is exact, so the database can sum the line totals itself: the product
-# is exact, and ROUND of an exact value rounds half away from zero, as ROUND_HALF_UP does, so each rounded
+# MariaDB's DECIMAL arithmetic is exact, so the database sums the line totals itself: the product is
+# exact, and ROUND of an exact value rounds half away from zero, as ROUND_HALF_UP does, so each rounded
 # line, and their sum, is the Decimal line_total gives. "× 0.01", not "/ 100": a quotient keeps only
-# div_precision_increment more digits. SQLite's arithmetic is floating point: there Python adds them up.
-_SQL_TOTAL_DIALECTS = frozenset({"mysql", "mariadb"})
+# div_precision_increment more digits.
 _SQL_LINE_TOTAL = func.round(
     order_lines.c.qty * order_lines.c.unit_price * (literal_column("100") - order_lines.c.discount_pct)
     * literal_column("0.01"), literal_column("2"))
 
 
-def _unicode_lower(value: object) -> object:
-    return value.lower() if isinstance(value, str) else value
-
-
 class SalesConnector:
-    """Reads customers, products and orders; totals are computed here with Decimal, exactly."""
+    """Reads customers, products and orders; order totals are summed by MariaDB in exact DECIMAL arithmetic."""
 
     name = SOURCE
 
@@ -233,38 +196,28 @@ class SalesConnector:
         """Create the engine; connections are made lazily, so a down source does not stop start-up."""
         if self._engine is not None:
             return
-        backend = self._url.get_backend_name()
-        options: dict[str, Any] = {"pool_pre_ping": True}
-        if backend in ("mysql", "mariadb"):
-            options["connect_args"] = {"connect_timeout": self._connect_timeout}
+        options: dict[str, Any] = {
+            "pool_pre_ping": True, "pool_size": self._pool_size, "max_overflow": 0,
+            "pool_timeout": self._connect_timeout, "connect_args": {"connect_timeout": self._connect_timeout},
             # Reads only: without a transaction there is nothing to roll back when a connection
             # returns to the pool, which saves a round trip per call.
-            options.update(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
-            if _CAN_SKIP_AUTOCOMMIT_ROLLBACK:
-                # ... and another: closing a Connection still sends ROLLBACK unless told not to
-                options["skip_autocommit_rollback"] = True
-        elif backend == "sqlite":
-            options["connect_args"] = {"timeout": self._query_timeout}
-        if not (backend == "sqlite" and self._url.database in (None, "", ":memory:")):
-            # an in-memory SQLite gets one shared connection, which takes no pool sizes
-            options.update(pool_size=self._pool_size, max_overflow=0, pool_timeout=self._connect_timeout)
+            "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None,
+        }
+        if _CAN_SKIP_AUTOCOMMIT_ROLLBACK:
+            # ... and another: closing a Connection still sends ROLLBACK unless told not to
+            options["skip_autocommit_rollback"] = True
         engine = create_async_engine(self._url, **options)
         event.listen(engine.sync_engine, "connect", self._on_connect)
         self._engine = engine
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
-        dialect = self._url.get_backend_name()
-        if dialect == "sqlite":
-            # SQLite's lower() folds ASCII only; the name filter must fold every script
-            dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
-        elif dialect in ("mysql", "mariadb"):
-            cursor = dbapi_connection.cursor()
-            try:
-                # /*M! ... */ runs on MariaDB only; MySQL has no max_statement_time and keeps just the user variable
-                cursor.execute(f"SET @bizfed_connector = 1 /*M!, SESSION max_statement_time = "
-                               f"{max(0.001, self._query_timeout):.3f} */")
-            finally:
-                cursor.close()
+        cursor = dbapi_connection.cursor()
+        try:
+            # /*M! ... */ runs on MariaDB only; MySQL has no max_statement_time and keeps just the user variable
+            cursor.execute(f"SET @bizfed_connector = 1 /*M!, SESSION max_statement_time = "
+                           f"{max(0.001, self._query_timeout):.3f} */")
+        finally:
+            cursor.close()
 
     async def close(self) -> None:
         engine, self._engine = self._engine, None
@@ -276,12 +229,9 @@ class SalesConnector:
 
     def pool_state(self) -> dict[str, int]:
         state = {"max": self._pool_size, "size": 0, "in_use": self._in_use, "idle": 0, "waiting": self._waiting}
-        if self._engine is not None:
-            pool = self._engine.pool
-            if isinstance(pool, QueuePool):
-                state.update(size=pool.checkedin() + pool.checkedout(), idle=pool.checkedin())
-            else:
-                state.update(max=1, size=1)
+        pool = self._engine.pool if self._engine is not None else None
+        if isinstance(pool, QueuePool):
+            state.update(size=pool.checkedin() + pool.checkedout(), idle=pool.checkedin())
         return state
 
     # -- customers ---------------------------------------------------------
@@ -368,11 +318,10 @@ class SalesConnector:
         async def work(conn: AsyncConnection) -> tuple[Rows, dict[str, Decimal | None]]:
             heads = (await conn.execute(stmt)).all()
             nos = [h[0] for h in heads]
-            dialect = conn.dialect.name
-            lines: list[Any] = []
+            sums: list[Any] = []
             for chunk in chunked(nos):
-                lines.extend((await conn.execute(_totals_query(dialect, chunk))).all())
-            return heads, _totals(dialect, lines)
+                sums.extend((await conn.execute(_totals_query(chunk))).all())
+            return heads, _totals(sums)
 
         heads, totals = await self._run(work)
         return [(head, totals.get(head[0], _ZERO)) for head in heads]
@@ -502,9 +451,6 @@ def _classify(exc: sa_exc.DBAPIError, *, connected: bool) -> ConnectorError:
         return SourceTimeout(SOURCE, "query timed out")
     if code in _GONE_CODES:
         return SourceUnavailable(SOURCE, "connection lost")
-    if isinstance(exc, sa_exc.OperationalError) and "locked" in str(exc.orig).lower():
-        # SQLite: another writer held the file longer than the busy timeout
-        return SourceTimeout(SOURCE, "database busy")
     return QueryFailed(SOURCE, "query rejected")
 
 
@@ -522,36 +468,15 @@ def _customer(row: Any) -> Customer | None:
     return Customer(int(id_), name, text_or_none(email), text_or_none(country), created, text_or_none(acct_no))
 
 
-def _totals_query(dialect: str, order_nos: Sequence[str]) -> Select[Any]:
-    """The batched statement behind the totals of some orders: summed per order where SQL can do it exactly."""
-    if dialect in _SQL_TOTAL_DIALECTS:
-        return (select(order_lines.c.order_no, func.sum(_SQL_LINE_TOTAL))
-                .where(order_lines.c.order_no.in_(order_nos)).group_by(order_lines.c.order_no))
-    return select(*_LINE_TOTAL_COLS).where(order_lines.c.order_no.in_(order_nos))
+def _totals_query(order_nos: Sequence[str]) -> Select[Any]:
+    """The batched statement behind the totals of some orders: each order's rounded lines summed in SQL."""
+    return (select(order_lines.c.order_no, func.sum(_SQL_LINE_TOTAL))
+            .where(order_lines.c.order_no.in_(order_nos)).group_by(order_lines.c.order_no))
 
 
-def _totals(dialect: str, rows: Rows) -> dict[str, Decimal | None]:
+def _totals(rows: Rows) -> dict[str, Decimal | None]:
     """order_no -> its total, from the rows of ``_totals_query``."""
-    if dialect in _SQL_TOTAL_DIALECTS:
-        return {row[0]: row[1] for row in rows}  # dict(rows) takes twice as long with SQLAlchemy rows
-    return _order_totals(rows)
-
-
-def _order_totals(lines: Rows) -> dict[str, Decimal | None]:
-    """order_no -> sum of its line totals; None when a line is unreadable (the total is unknown)."""
-    totals: dict[str, Decimal | None] = {}
-    for order_no, qty, unit_price, discount_pct in lines:
-        so_far = totals.get(order_no, _ZERO)
-        if so_far is None:
-            continue
-        try:
-            # SQLite hands back text (or floats), so convert first: text * qty would repeat the text,
-            # which for a large quantity exhausts memory before the arithmetic fails
-            total = line_total(int(qty), decimal(unit_price), decimal(discount_pct))
-            totals[order_no] = so_far + total
-        except ROW_ERRORS:
-            totals[order_no] = None
-    return totals
+    return {row[0]: row[1] for row in rows}  # dict(rows) takes twice as long with SQLAlchemy rows
 
 
 def _customers(rows: Rows) -> list[Customer]:

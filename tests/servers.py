@@ -34,14 +34,19 @@ START_TIMEOUT_S = 45.0
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released), for a server to take or a client to fail on."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-
-
-
+def odbc_value(conn_str: str, key: str) -> str:
+    """The value of one key of an ODBC connection string."""
+    for part in conn_str.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().upper() == key.upper():
+            return value.strip()
+    raise KeyError(key)
 
 
 def redis_with(url: str, port: int | None = None, db: int = REDIS_DB) -> str:

@@ -7,7 +7,6 @@ import inspect
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,17 +17,14 @@ from sqlalchemy import text
 from deploy.legacy.schema import LegacyTargets, odbc_server, sales_as_odbc
 from federation import ports
 from federation.errors import ConnectorError, PoolExhausted, SourceTimeout, SourceUnavailable
-from tests.connectors.conftest import (
-    closed_port,
-    create_sqlite_sales,
-    make_accounting,
-    make_sales,
-    make_warehouse,
-    odbc_value,
-    odbc_with,
-)
+from tests.connectors.conftest import make_accounting, make_sales, make_warehouse, odbc_with
+from tests.servers import free_port, odbc_value
 
-KINDS = ["warehouse", "sales-mariadb", "sales-sqlite", "accounting"]
+KINDS = ["warehouse", "sales", "accounting"]
+# Timeouts of the timing tests; each bound is ten times the one it checks.
+UNREACHABLE_CONNECT = 1.0
+SLOW_QUERY = 1.0
+POOL_WAIT = 0.3
 HEAVY_MARIADB = ("SELECT COUNT(*) FROM information_schema.columns a, information_schema.columns b, "
                  "information_schema.columns c")
 
@@ -41,9 +37,9 @@ class Kind:
     build: Callable[..., Any]             # settings -> unopened connector on the live database
     unreachable: Callable[[], Any]        # -> unopened connector pointed at nothing
     hold: Callable[[Any, float], Coroutine[Any, Any, Any]]   # keep one connection/worker busy about s seconds
-    too_slow: Callable[[Any], Coroutine[Any, Any, Any]] | None  # a statement that outlasts a 1 s query timeout
+    too_slow: Callable[[Any], Coroutine[Any, Any, Any]]  # a statement that outlasts a 1 s query timeout
     secrets: tuple[str, ...]              # fragments of the target that must never show in a message
-    drop_connections: Callable[[], None] | None = None  # the server kills this database's sessions
+    drop_connections: Callable[[], None]  # the server kills this database's sessions; returns once they are gone
 
 
 async def _wh_hold(c: Any, s: float) -> Any:
@@ -62,12 +58,6 @@ async def _my_slow(c: Any) -> Any:
     return await c._fetch(text(HEAVY_MARIADB))
 
 
-async def _lite_hold(c: Any, s: float) -> Any:
-    n = int(s * 3_000_000)
-    return await c._fetch(text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < :n) "
-                               "SELECT count(*) FROM c").bindparams(n=n))
-
-
 async def _acct_hold(c: Any, s: float) -> Any:
     return await c._call(lambda cur: cur.execute("SELECT SLEEP(?)", s).fetchall())
 
@@ -79,46 +69,63 @@ async def _acct_slow(c: Any) -> Any:
 def _kill_pg_sessions(dsn: str) -> Callable[[], None]:
     def kill() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            pids = [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+            for pid in pids:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            _until_gone(lambda: conn.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                             (pids,)).fetchall())
     return kill
 
 
 def _kill_mariadb_sessions(odbc: str) -> Callable[[], None]:
     def kill() -> None:
         with pyodbc.connect(odbc_server(odbc), autocommit=True, timeout=5) as conn:
-            ids = conn.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-                               odbc_value(odbc, "DATABASE")).fetchall()
-            for (session,) in ids:
-                conn.execute(f"KILL CONNECTION {int(session)}")
+            ids = [int(session) for (session,) in conn.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                odbc_value(odbc, "DATABASE")).fetchall()]
+            for session in ids:
+                conn.execute(f"KILL CONNECTION {session}")
+            _until_gone(lambda: [row for row in conn.execute("SELECT ID FROM information_schema.PROCESSLIST").fetchall()
+                                 if int(row[0]) in ids])
     return kill
 
 
+def _until_gone(remaining: Callable[[], list[Any]], timeout: float = 10.0) -> None:
+    """Poll until the killed sessions no longer show on the server, so the test cannot pass before they die."""
+    deadline = time.monotonic() + timeout
+    while left := remaining():
+        assert time.monotonic() < deadline, f"sessions still alive {timeout:.0f}s after the kill: {left}"
+        time.sleep(0.02)
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture(name="kind", params=KINDS)
-async def _kind(request: pytest.FixtureRequest, empty_legacy: LegacyTargets, tmp_path: Path) -> Kind:
-    port = closed_port()
+def _kind(request: pytest.FixtureRequest, empty_legacy: LegacyTargets) -> Kind:
+    port = free_port()  # nothing listens on it
     if request.param == "warehouse":
         dsn = empty_legacy.warehouse_dsn
         return Kind("warehouse", lambda **kw: make_warehouse(dsn, **kw),
                     lambda: make_warehouse(f"postgresql://postgres:s3cret@127.0.0.1:{port}/warehouse",
-                                           connect_timeout=1.0),
+                                           connect_timeout=UNREACHABLE_CONNECT),
                     _wh_hold, _wh_slow, ("s3cret", str(port), "127.0.0.1"), _kill_pg_sessions(dsn))
-    if request.param == "sales-mariadb":
+    if request.param == "sales":
         url = empty_legacy.sales_url
         return Kind("sales", lambda **kw: make_sales(url, **kw),
-                    lambda: make_sales(f"mysql+asyncmy://root:s3cret@127.0.0.1:{port}/sales", connect_timeout=1.0),
+                    lambda: make_sales(f"mysql+asyncmy://root:s3cret@127.0.0.1:{port}/sales",
+                                       connect_timeout=UNREACHABLE_CONNECT),
                     _my_hold, _my_slow, ("s3cret", str(port), "127.0.0.1"),
                     _kill_mariadb_sessions(sales_as_odbc(url, empty_legacy.accounting_odbc)))
-    if request.param == "sales-sqlite":
-        url = await create_sqlite_sales(tmp_path / "sales.db")
-        missing = tmp_path / "no-such-dir" / "sales.db"
-        return Kind("sales", lambda **kw: make_sales(url, **kw),
-                    lambda: make_sales(f"sqlite+aiosqlite:///{missing}"),
-                    _lite_hold, None, ("no-such-dir",))
     odbc = empty_legacy.accounting_odbc
     dead = odbc_with(odbc, PORT=str(port), PWD="s3cret")
     return Kind("accounting", lambda **kw: make_accounting(odbc, **kw),
-                lambda: make_accounting(dead, login_timeout=1.0),
+                lambda: make_accounting(dead, login_timeout=UNREACHABLE_CONNECT),
                 _acct_hold, _acct_slow, ("s3cret", str(port), "127.0.0.1", "DRIVER"), _kill_mariadb_sessions(odbc))
 
 
@@ -170,7 +177,7 @@ async def test_unreachable_source_is_unavailable_quickly(kind: Kind, closing: Ca
     started = time.monotonic()
     with pytest.raises(SourceUnavailable) as caught:
         await connector.ping()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10 * UNREACHABLE_CONNECT
     assert caught.value.transient
     _assert_clean(caught.value, kind)
 
@@ -197,48 +204,49 @@ async def test_open_and_close_are_idempotent_and_reopenable(kind: Kind) -> None:
 
 
 async def test_full_wait_queue_is_pool_exhausted(empty_legacy: LegacyTargets, closing: Callable[[Any], None]) -> None:
-    """Warehouse: callers beyond max_waiting are turned away at once with PoolExhausted."""
-    connector = make_warehouse(empty_legacy.warehouse_dsn, pool_max=1, max_waiting=1, connect_timeout=3.0)
+    """Warehouse: callers beyond max_waiting are turned away at once with PoolExhausted, not after the wait."""
+    wait = 30.0
+    connector = make_warehouse(empty_legacy.warehouse_dsn, pool_max=1, max_waiting=1, connect_timeout=wait)
     closing(connector)
     await connector.open()
-    holder = asyncio.create_task(_wh_hold(connector, 1.0))
-    await asyncio.sleep(0.2)
+    holder = asyncio.create_task(_wh_hold(connector, 3.0))
+    await _until(lambda: connector.pool_state()["in_use"] == 1, "the holder has the one connection")
     queued = asyncio.create_task(connector.ping())
-    await asyncio.sleep(0.1)
+    await _until(lambda: connector.pool_state()["waiting"] == 1, "the second caller waits in the queue")
     started = time.monotonic()
     with pytest.raises(PoolExhausted):
         await connector.ping()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < wait / 10
+    assert not holder.done(), "the holder let go before the third caller was turned away; the test proved nothing"
     await holder
     await queued
 
 
 async def test_full_pool_is_pool_exhausted(kind: Kind, closing: Callable[[Any], None]) -> None:
     """With every connection busy past the wait limit, a call fails with PoolExhausted, not an outage."""
-    connector = kind.build(**_pool_settings(kind, size=1, wait=0.3))
+    connector = kind.build(**_pool_settings(kind, size=1, wait=POOL_WAIT))
     closing(connector)
     await connector.open()
     await connector.ping()
-    holder = asyncio.create_task(kind.hold(connector, 1.5))
-    await asyncio.sleep(0.2)
+    holder = asyncio.create_task(kind.hold(connector, 10 * POOL_WAIT))
+    await _until(lambda: connector.pool_state()["in_use"] == 1, "the holder has the one connection")
     with pytest.raises(PoolExhausted) as caught:
         await connector.ping()
     assert not caught.value.transient
+    assert not holder.done(), "the holder let go before the wait ran out; the test proved nothing"
     await holder
     await connector.ping()
 
 
 async def test_slow_query_is_source_timeout_and_connector_recovers(kind: Kind, closing: Callable[[Any], None]) -> None:
     """A statement outlasting the query timeout raises SourceTimeout promptly; the next call works."""
-    if kind.too_slow is None:
-        pytest.skip("SQLite has no server to interrupt a statement")
-    connector = kind.build(query_timeout=1.0)
+    connector = kind.build(query_timeout=SLOW_QUERY)
     closing(connector)
     await connector.open()
     started = time.monotonic()
     with pytest.raises(SourceTimeout) as caught:
         await kind.too_slow(connector)
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 10 * SLOW_QUERY
     assert caught.value.transient
     _assert_clean(caught.value, kind)
     await connector.ping()
@@ -246,14 +254,11 @@ async def test_slow_query_is_source_timeout_and_connector_recovers(kind: Kind, c
 
 async def test_connections_dropped_by_the_server_are_replaced(kind: Kind, closing: Callable[[Any], None]) -> None:
     """After the server kills every idle session (say, a restart), the next calls still succeed."""
-    if kind.drop_connections is None:
-        pytest.skip("SQLite has no server sessions")
     connector = kind.build(**_pool_settings(kind, size=3, wait=2.0))
     closing(connector)
     await connector.open()
     await asyncio.gather(*(kind.hold(connector, 0.1) for _ in range(3)))
     kind.drop_connections()
-    await asyncio.sleep(0.2)
     for _ in range(4):
         await connector.ping()
     await asyncio.gather(*(connector.ping() for _ in range(6)))

@@ -1,4 +1,4 @@
-"""Sales connector against hand-written rows, on MariaDB and on an SQLite file built from the Core metadata."""
+"""Sales connector against hand-written rows in a fresh MariaDB database."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ from tests.connectors.conftest import make_sales
 
 def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def order(order_no: str, customer_id: int, status: str, ordered_at: datetime, ship_from: str | None,
+          currency: str) -> dict[str, Any]:
+    return {"order_no": order_no, "customer_id": customer_id, "status": status, "ordered_at": ordered_at,
+            "ship_from": ship_from, "currency": currency}
+
+
+def line(order_no: str, line_no: int, product_id: int, qty: int, unit_price: str,
+         discount_pct: str = "0") -> dict[str, Any]:
+    return {"order_no": order_no, "line_no": line_no, "product_id": product_id, "qty": qty,
+            "unit_price": Decimal(unit_price), "discount_pct": Decimal(discount_pct)}
 
 
 CUSTOMERS: list[dict[str, Any]] = [
@@ -45,65 +57,42 @@ PRODUCTS: list[dict[str, Any]] = [
     {"id": 15, "title": "Orphan SKU product", "sku": "wh-000004", "list_price": Decimal("3.00"), "currency": "EUR"},
 ]
 ORDERS: list[dict[str, Any]] = [
-    {"order_no": "SO-2024-000001", "customer_id": 1, "status": "confirmed", "ordered_at": datetime(2024, 1, 10, 10),
-     "ship_from": "BCN1", "currency": "EUR"},
-    {"order_no": "SO-2024-000002", "customer_id": 1, "status": "shipped", "ordered_at": datetime(2024, 2, 1),
-     "ship_from": "NYC1", "currency": "USD"},
-    {"order_no": "SO-2024-000003", "customer_id": 2, "status": "cancelled", "ordered_at": datetime(2024, 2, 5),
-     "ship_from": "BCN1", "currency": "EUR"},
-    {"order_no": "SO-2024-000004", "customer_id": 2, "status": "draft", "ordered_at": datetime(2024, 2, 6),
-     "ship_from": "BCN1", "currency": "EUR"},
-    {"order_no": "SO-2024-000005", "customer_id": 3, "status": "delivered", "ordered_at": datetime(2024, 3, 1),
-     "ship_from": None, "currency": "EUR"},
-    {"order_no": "SO-2024-000006", "customer_id": 5, "status": "confirmed", "ordered_at": datetime(2024, 3, 15),
-     "ship_from": "BCN1", "currency": "EUR"},
+    order("SO-2024-000001", 1, "confirmed", datetime(2024, 1, 10, 10), "BCN1", "EUR"),
+    order("SO-2024-000002", 1, "shipped", datetime(2024, 2, 1), "NYC1", "USD"),
+    order("SO-2024-000003", 2, "cancelled", datetime(2024, 2, 5), "BCN1", "EUR"),
+    order("SO-2024-000004", 2, "draft", datetime(2024, 2, 6), "BCN1", "EUR"),
+    order("SO-2024-000005", 3, "delivered", datetime(2024, 3, 1), None, "EUR"),
+    order("SO-2024-000006", 5, "confirmed", datetime(2024, 3, 15), "BCN1", "EUR"),
     # SO-2024-000007 is inserted below with an unknown status
-    {"order_no": "SO-2024-000008", "customer_id": 7, "status": "confirmed", "ordered_at": datetime(2024, 4, 1),
-     "ship_from": "BCN1", "currency": "EUR"},
+    order("SO-2024-000008", 7, "confirmed", datetime(2024, 4, 1), "BCN1", "EUR"),
 ]
 LINES: list[dict[str, Any]] = [
-    {"order_no": "SO-2024-000001", "line_no": 1, "product_id": 10, "qty": 2, "unit_price": Decimal("12.50"),
-     "discount_pct": Decimal("0")},
-    {"order_no": "SO-2024-000001", "line_no": 2, "product_id": 12, "qty": 1, "unit_price": Decimal("100.00"),
-     "discount_pct": Decimal("10.00")},
+    line("SO-2024-000001", 1, 10, 2, "12.50"),
+    line("SO-2024-000001", 2, 12, 1, "100.00", "10.00"),
     # 1 × 0.05 × 0.5 = 0.025 -> 0.03 half-up (banker's rounding would give 0.02)
-    {"order_no": "SO-2024-000002", "line_no": 1, "product_id": 13, "qty": 1, "unit_price": Decimal("0.05"),
-     "discount_pct": Decimal("50.00")},
-    {"order_no": "SO-2024-000002", "line_no": 2, "product_id": 13, "qty": 3, "unit_price": Decimal("0.05"),
-     "discount_pct": Decimal("50.00")},
-    {"order_no": "SO-2024-000003", "line_no": 1, "product_id": 10, "qty": 100, "unit_price": Decimal("12.50"),
-     "discount_pct": Decimal("0")},
-    {"order_no": "SO-2024-000004", "line_no": 1, "product_id": 14, "qty": 7, "unit_price": Decimal("1.00"),
-     "discount_pct": Decimal("0")},
-    {"order_no": "SO-2024-000005", "line_no": 1, "product_id": 14, "qty": 5, "unit_price": Decimal("1.00"),
-     "discount_pct": Decimal("0")},
-    {"order_no": "SO-2024-000005", "line_no": 2, "product_id": 11, "qty": 1, "unit_price": Decimal("99.00"),
-     "discount_pct": Decimal("0")},
-    {"order_no": "SO-2024-000008", "line_no": 1, "product_id": 14, "qty": 5, "unit_price": Decimal("1.00"),
-     "discount_pct": Decimal("0")},
-    {"order_no": "SO-2024-000008", "line_no": 2, "product_id": 15, "qty": 3, "unit_price": Decimal("3.00"),
-     "discount_pct": Decimal("33.33")},
+    line("SO-2024-000002", 1, 13, 1, "0.05", "50.00"),
+    line("SO-2024-000002", 2, 13, 3, "0.05", "50.00"),
+    line("SO-2024-000003", 1, 10, 100, "12.50"),
+    line("SO-2024-000004", 1, 14, 7, "1.00"),
+    line("SO-2024-000005", 1, 14, 5, "1.00"),
+    line("SO-2024-000005", 2, 11, 1, "99.00"),
+    line("SO-2024-000008", 1, 14, 5, "1.00"),
+    line("SO-2024-000008", 2, 15, 3, "3.00", "33.33"),
 ]
 
 
 @pytest.fixture(name="rows", scope="module", autouse=True)
 async def _rows(sales_url: str) -> None:
     engine = create_async_engine(sales_url)
-    mariadb = engine.dialect.name != "sqlite"
     async with engine.begin() as conn:
         for table, rows in ((customers, CUSTOMERS), (products, PRODUCTS), (orders, ORDERS), (order_lines, LINES)):
             await conn.execute(insert(table), rows)
-        if mariadb:
-            # the legacy server accepts these outside strict mode; they must not break a list
-            await conn.execute(text("SET SESSION sql_mode = ''"))
-            bad_time, bad_status = "0000-00-00 00:00:00", "bogus"
-        else:
-            bad_time, bad_status = "not a time", "bogus"
-        await conn.execute(text("INSERT INTO customers (id, name, created_at) VALUES (6, 'Unreadable', :t)"),
-                           {"t": bad_time})
+        # the legacy server accepts these outside strict mode; they must not break a list
+        await conn.execute(text("SET SESSION sql_mode = ''"))
+        await conn.execute(text("INSERT INTO customers (id, name, created_at) "
+                                "VALUES (6, 'Unreadable', '0000-00-00 00:00:00')"))
         await conn.execute(text("INSERT INTO orders (order_no, customer_id, status, ordered_at, currency) "
-                                "VALUES ('SO-2024-000007', 1, :s, :t, 'EUR')"),
-                           {"s": bad_status, "t": "2024-01-01 00:00:00.000000"})
+                                "VALUES ('SO-2024-000007', 1, 'bogus', '2024-01-01 00:00:00.000000', 'EUR')"))
     await engine.dispose()
 
 
@@ -281,13 +270,11 @@ def _count_statements(sales: SalesConnector) -> list[str]:
 
 
 async def test_calls_send_no_rollback_in_autocommit(sales_url: str, closing: Callable[[Any], None]) -> None:
-    """MariaDB: a call returns its autocommit connection to the pool without a ROLLBACK round trip."""
+    """A call returns its autocommit connection to the pool without a ROLLBACK round trip."""
     connector = make_sales(sales_url, pool_size=1)
     closing(connector)
     await connector.open()
     assert connector.engine is not None
-    if connector.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has no server round trips")
 
     async def rollbacks() -> int:
         assert connector.engine is not None

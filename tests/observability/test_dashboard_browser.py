@@ -6,7 +6,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from deploy.local.faultproxy import FaultProxy
-from tests.servers import ARTIFACTS, KEYS, Server, Upstreams, flush_redis_db, wait_for
+from tests.observability.conftest import Serve
+from tests.servers import ARTIFACTS, KEYS, Server, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -29,18 +30,11 @@ STATE_TIMEOUT_MS = 30_000
 RATE_LABEL = re.compile(r"^\d{1,3}(\.\d{1,2})?[kMG]?/s$")
 
 
-@pytest.fixture(name="accounting_proxy", scope="module")
-def _accounting_proxy(upstreams: Upstreams, proxy_factory: Callable[[int], FaultProxy]) -> FaultProxy:
-    return proxy_factory(upstreams.mariadb_port)
-
-
 @pytest.fixture(name="server", scope="module")
-def _server(upstreams: Upstreams, accounting_proxy: FaultProxy, launch: Callable[..., Server]) -> Server:
+def _server(serve: Serve, accounting_proxy: FaultProxy) -> Server:
     """`bizfed serve` whose Accounting connection goes through the proxy; Warehouse and Sales are direct."""
-    flush_redis_db(upstreams.redis_url)
-    env = upstreams.env(accounting=accounting_proxy.port)
-    env.update({"BIZFED_CONNECT_TIMEOUT": "1", "BIZFED_SOURCE_TIMEOUT": "1"})
-    return launch(env, name="dashboard")
+    return serve("dashboard", {"BIZFED_CONNECT_TIMEOUT": "1", "BIZFED_SOURCE_TIMEOUT": "1"},
+                 accounting=accounting_proxy.port)
 
 
 @pytest.fixture(name="browser", scope="module")

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from api.settings import load_settings
 from deploy.local.faultproxy import FaultProxy
-from tests.servers import Server, Upstreams, flush_redis_db, metric_samples, wait_for
+from tests.observability.conftest import Serve
+from tests.servers import Server, Upstreams, metric_samples, wait_for
 
 FAIL_MAX = 2
 # Outcomes of calls that reached the source and failed (not refused locally by the breaker or bulkhead).
@@ -36,19 +37,13 @@ TOKEN_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-
 SIZE_SLACK = 1024
 
 
-@pytest.fixture(name="accounting_proxy", scope="module")
-def _accounting_proxy(upstreams: Upstreams, proxy_factory: Callable[[int], FaultProxy]) -> FaultProxy:
-    return proxy_factory(upstreams.mariadb_port)
-
-
 @pytest.fixture(name="server", scope="module")
-def _server(upstreams: Upstreams, accounting_proxy: FaultProxy, launch: Callable[..., Server]) -> Server:
+def _server(serve: Serve, accounting_proxy: FaultProxy) -> Server:
     """Two workers (so the multiprocess collection is exercised), a small breaker and short timeouts."""
-    flush_redis_db(upstreams.redis_url)
-    env = upstreams.env(accounting=accounting_proxy.port)
-    env.update({"BIZFED_BREAKER_FAIL_MAX": str(FAIL_MAX), "BIZFED_BREAKER_RESET": "60",
-                "BIZFED_SOURCE_TIMEOUT": "0.5", "BIZFED_CONNECT_TIMEOUT": "0.5", "BIZFED_RETRY_ATTEMPTS": "1"})
-    return launch(env, workers=2, name="metrics")
+    return serve("metrics", {"BIZFED_BREAKER_FAIL_MAX": str(FAIL_MAX), "BIZFED_BREAKER_RESET": "60",
+                             "BIZFED_SOURCE_TIMEOUT": "0.5", "BIZFED_CONNECT_TIMEOUT": "0.5",
+                             "BIZFED_RETRY_ATTEMPTS": "1"},
+                 workers=2, accounting=accounting_proxy.port)
 
 
 def test_metrics_is_prometheus_text(server: Server) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +15,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from deploy.legacy.schema import LegacyTargets
-from tests.servers import KEYS, Server, Upstreams, flush_redis_db
+from tests.observability.conftest import Serve
+from tests.servers import KEYS, Server, Upstreams
 
 METHODS = ("get", "put", "post", "delete", "patch")
 PROBLEM_STATUSES = ("400", "401", "403", "404", "429", "503")
@@ -40,10 +41,8 @@ def _upstreams(seeded: LegacyTargets, redis_url: str) -> Upstreams:
 
 
 @pytest.fixture(name="server", scope="module")
-def _server(upstreams: Upstreams, launch: Callable[..., Server]) -> Server:
-    # Breaker openings are shared through Redis: start clear of earlier modules' outages.
-    flush_redis_db(upstreams.redis_url)
-    return launch(upstreams.env(), name="openapi")
+def _server(serve: Serve) -> Server:
+    return serve("openapi")
 
 
 @pytest.fixture(name="document", scope="module")

@@ -38,7 +38,8 @@ def _line_for(server: Server, request_id: str) -> dict[str, Any]:
         found[:] = [line for line in _lines(server) if line.get("request_id") == request_id]
         return bool(found)
 
-    wait_for(logged, 10, f"a log line for request {request_id}")
+    # A request is logged when it ends: at the latest its deadline (5 s by default) after it began.
+    wait_for(logged, 60, f"a log line for request {request_id}")
     assert len(found) == 1, f"{len(found)} lines for one request"
     return found[0]
 
@@ -99,7 +100,10 @@ def test_a_client_that_hangs_up_is_logged_as_499_not_500(upstreams: Upstreams, l
                                                           proxy_factory: Callable[[int], FaultProxy]) -> None:
     """A request whose client closes the connection while the sources are still answering is a 499."""
     sales = proxy_factory(upstreams.mariadb_port)
-    server = launch({**upstreams.env(sales=sales.port), "BIZFED_CACHE": "off"}, name="hang-up")
+    # Sales answers after several seconds (each chunk of the MariaDB handshake takes 1 s each way) and the
+    # timeouts wait 5 s for it: the request is still in flight long after the client hangs up, 0.3 s in.
+    slow = {"BIZFED_CACHE": "off", "BIZFED_SOURCE_TIMEOUT": "5", "BIZFED_CONNECT_TIMEOUT": "5"}
+    server = launch({**upstreams.env(sales=sales.port), **slow}, name="hang-up")
     sales.latency(1.0)
     request_id = f"obs-{uuid.uuid4().hex}"
     host, port = server.base.removeprefix("http://").split(":")

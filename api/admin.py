@@ -9,6 +9,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
 from api.responses import dumps
+from api.services import services
 from federation.errors import BadRequest
 
 admin = Blueprint("admin", url_prefix="/v1/cache")
@@ -41,7 +42,7 @@ def _body(request: Request) -> dict[str, Any]:
 )
 async def invalidate(request: Request) -> HTTPResponse:
     body = _body(request)
-    cache = getattr(request.app.ctx, "cache", None)
+    cache = services(request.app).cache
     tags, source, key = body.get("tags"), body.get("source"), body.get("key")
     if "tags" in body and (not isinstance(tags, list) or not 0 < len(tags) <= MAX_TAGS
                              or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tags)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from pathlib import Path
@@ -13,11 +12,11 @@ from sanic.exceptions import NotFound
 from sanic.response import BaseHTTPResponse, file
 from sanic_ext import openapi
 
-from api.dashboard_history import History, OutageClock
 from api.logs import scrub
-from api.metrics import Metrics, refresh_health
+from api.metrics import refresh_health
 from api.responses import dumps
 from api.routing import read
+from api.services import services
 from federation.sources import visible_to
 
 STATIC = Path(__file__).parent / "static"
@@ -64,15 +63,13 @@ async def asset(request: Request, name: str) -> HTTPResponse:
 @read(dashboard, "/dashboard/state", ctx_role="reader")
 @openapi.exclude()
 async def state(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    found = services(request.app)
     # A reader sees whether Accounting is up, never how busy finance users keep it.
     states = visible_to(await refresh_health(request, PROBE_TIMEOUT), request.ctx.role)
-    metrics: Metrics | None = getattr(ctx, "metrics", None)
-    totals = metrics.summary().as_dict() if metrics is not None else {"requests": None, "cache": None}
-    cache = cache_tile(states.get("cache"), getattr(ctx, "cache", None), totals["cache"])
+    totals = found.metrics.summary().as_dict()
+    cache = cache_tile(states.get("cache"), found.cache, totals["cache"])
     cached = cache["status"] == "up" and bool((states.get("cache") or {}).get("enabled"))
-    policies = getattr(ctx, "policies", {})
-    outages: OutageClock = ctx.dashboard_outages
+    policies, outages = found.policies, found.outages
     sources: dict[str, dict[str, Any]] = {}
     for name in (n for n in SOURCES if n in states):
         policy = policies.get(name)
@@ -86,7 +83,7 @@ async def state(request: Request) -> HTTPResponse:
 @openapi.exclude()
 async def history(request: Request) -> HTTPResponse:
     """The last minutes of request and cache totals, so a freshly loaded page draws its charts at once."""
-    kept: History = request.app.ctx.dashboard_history
+    kept = services(request.app).history
     body = {"now": round(time.time() * 1000), "interval_s": kept.interval, "samples": kept.samples()}
     return HTTPResponse(dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -150,22 +147,5 @@ def cache_tile(entry: dict[str, Any] | None, cache: Any, counts: dict[str, float
 
 
 def install_dashboard(app: Sanic[Any, Any]) -> None:
-    """Serve the dashboard page, its assets, its state and history endpoints; keep the history in each worker."""
-    app.ctx.dashboard_history = History()
-    app.ctx.dashboard_outages = OutageClock()
-
-    async def start_history(app: Sanic[Any, Any]) -> None:
-        metrics: Metrics | None = getattr(app.ctx, "metrics", None)
-        if metrics is not None:
-            app.ctx.dashboard_sampler = asyncio.create_task(
-                app.ctx.dashboard_history.run(lambda: metrics.summary().as_dict()), name="dashboard-history")
-
-    async def stop_history(app: Sanic[Any, Any]) -> None:
-        task: asyncio.Task[None] | None = getattr(app.ctx, "dashboard_sampler", None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    app.register_listener(start_history, "after_server_start")
-    app.register_listener(stop_history, "before_server_stop")
+    """Serve the dashboard page, its assets, and its state and history endpoints."""
     app.blueprint(dashboard)

@@ -6,15 +6,12 @@ The /v1 resources hand theirs to ``openapi.definition`` (``operation(name)``); a
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import date, datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from sanic_ext.extensions.openapi import definitions as d
 from sanic_ext.extensions.openapi import types as oas
-
-from cache.observer import Counters
 
 
 class _Model(BaseModel):
@@ -264,8 +261,23 @@ class SourceState(_Open):
     pool: PoolState
 
 
-# The cache's counters are this process's ``cache.observer.Counters``, present while caching is on.
-_COUNTERS: dict[str, Any] = {f.name: (int, absent("Since this process started")) for f in fields(Counters)}
+# The cache's counters in this process since it started, present while caching is on
+# (tests/observability/test_openapi.py holds them to what the cache counts).
+CACHE_COUNTERS = {
+    "hits": "Fetches answered fresh from the cache",
+    "misses": "Fetches that found nothing usable and loaded from the source",
+    "stale": "Fetches answered with a value past its freshness",
+    "bypass": "Fetches that skipped Redis while it was unavailable",
+    "loads": "Calls to the source, in the foreground and in the background",
+    "refreshes": "Background refreshes of values served stale",
+    "singleflight_waits": "Fetches that waited for another's load instead of loading",
+    "oversize": "Values not stored for being too large",
+    "uncacheable": "Values the codec refused",
+    "overtaken": "Loads not stored because an invalidation came while they ran",
+    "redis_errors": "Failures that made Redis count as down",
+    "pool_busy": "Calls that skipped Redis because every pooled connection was in use",
+}
+_COUNTERS: dict[str, Any] = {name: (int, absent(text)) for name, text in CACHE_COUNTERS.items()}
 _CacheCounters = create_model("CacheCounters", __base__=_Open, **_COUNTERS)
 
 

@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from federation.sources import Probe, ProbeResult, probe
 
@@ -77,23 +76,3 @@ class HealthProbes:
 async def _run(check: Probe) -> None:
     await check()
 
-
-def dependency_checks(ctx: Any) -> dict[str, Probe]:
-    """The ping of every source and of the cache (Redis itself when caching is off) on an app's ``ctx``."""
-    checks: dict[str, Probe] = {name: conn.ping for name, conn in getattr(ctx, "connectors", {}).items()}
-    cache = getattr(ctx, "cache", None)
-    redis = getattr(ctx, "redis", None)
-    if cache is not None:
-        checks[CACHE] = cache.ping
-    elif redis is not None:
-        # With caching off Redis still carries breaker state and rate limits.
-        checks[CACHE] = redis.ping
-    return checks
-
-
-def health_probes(ctx: Any) -> HealthProbes:
-    """This worker's probes, made on first use from what ``before_server_start`` put on ``ctx``."""
-    probes: HealthProbes | None = getattr(ctx, "health_probes", None)
-    if probes is None:
-        probes = ctx.health_probes = HealthProbes(dependency_checks(ctx))
-    return probes

@@ -25,6 +25,7 @@ from sanic_routing.route import Route
 
 from api.ops import dependency_states
 from api.routing import read
+from api.services import services
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -314,12 +315,10 @@ async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
 
     The probes are the worker's shared ones (api/health.py): scrapers and dashboards cannot flood the sources.
     """
-    ctx = request.app.ctx
-    states = await dependency_states(ctx, limit)
-    metrics: Metrics | None = getattr(ctx, "metrics", None)
-    if metrics is not None:
-        for name, state in states.items():
-            metrics.set_up(name, bool(state["up"]))
+    found = services(request.app)
+    states = await dependency_states(found, limit)
+    for name, state in states.items():
+        found.metrics.set_up(name, bool(state["up"]))
     return states
 
 
@@ -327,7 +326,7 @@ async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
 @openapi.exclude()
 async def scrape(request: Request) -> HTTPResponse:
     await refresh_health(request, 1.0)
-    body = request.app.ctx.metrics.exposition()
+    body = services(request.app).metrics.exposition()
     return HTTPResponse(body, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 
@@ -337,7 +336,6 @@ def install_metrics(app: Sanic[Any, Any]) -> Metrics:
     Requests are timed by the app's own middleware, which calls ``Metrics.observe_request``.
     """
     metrics = Metrics()
-    app.ctx.metrics = metrics
 
     async def learn_routes(app: Sanic[Any, Any]) -> None:
         # The route table is complete (all blueprints registered) only once the server starts.

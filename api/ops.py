@@ -7,25 +7,26 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
-from api.health import CACHE, health_probes
+from api.health import CACHE
 from api.params import parse_query
 from api.responses import dumps, json_response
 from api.routing import read
+from api.services import Services, services
 from federation.sources import source_states, visible_to
 
 ops = Blueprint("ops")
 PROBE_TIMEOUT = 1.0
 
 
-async def dependency_states(ctx: Any, limit: float = PROBE_TIMEOUT) -> dict[str, Any]:
+async def dependency_states(found: Services, limit: float = PROBE_TIMEOUT) -> dict[str, Any]:
     """Every source's and the cache's state, from probes at most a second old (see api/health.py).
 
     A probe that is due is answered within ``limit`` seconds whatever the backend does.
     """
-    results = await health_probes(ctx).results(limit)
-    pools = {name: conn.pool_state for name, conn in getattr(ctx, "connectors", {}).items()}
-    states = source_states(results, getattr(ctx, "policies", {}), pools)
-    cache = getattr(ctx, "cache", None)
+    results = await found.probes.results(limit)
+    pools = {name: source.pool_state for name, source in found.sources.items()}
+    states = source_states(results, found.policies, pools)
+    cache = found.cache
     if CACHE in states:
         states[CACHE]["enabled"] = cache is not None
         if cache is not None:
@@ -43,7 +44,7 @@ async def live(request: Request) -> HTTPResponse:
 @openapi.definition(summary="Readiness: 200 when the cache or at least one source answers, else 503",
                     tag="operations")
 async def ready(request: Request) -> HTTPResponse:
-    states = await dependency_states(request.app.ctx)
+    states = await dependency_states(services(request.app))
     ok = any(s["up"] for s in states.values())
     body = {"status": "ready" if ok else "unavailable",
             "dependencies": {name: {"up": s["up"], **({"error": s["error"]} if "error" in s else {})}
@@ -61,5 +62,5 @@ async def ready(request: Request) -> HTTPResponse:
                     tag="operations", secured={"bearer": []})
 async def sources(request: Request) -> HTTPResponse:
     parse_query(request.args, {})
-    states = visible_to(await dependency_states(request.app.ctx), getattr(request.ctx, "role", None))
+    states = visible_to(await dependency_states(services(request.app)), getattr(request.ctx, "role", None))
     return json_response(request, dumps({"data": states, "meta": {"sources": {}, "partial": False}}), "no-store")

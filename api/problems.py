@@ -219,9 +219,10 @@ def allowed_methods(request: Request) -> str:
 def _internal(request: Request | None, exc: BaseException) -> HTTPResponse:
     request_id = getattr(request.ctx, "request_id", None) if request is not None else None
     log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
-    metrics = getattr(getattr(getattr(request, "app", None), "ctx", None), "metrics", None)
-    if request is not None and metrics is not None:
-        metrics.internal_error(route_label(request))
+    # A request refused before the worker's services were built (at start-up) has no metrics to count in.
+    built = getattr(request.app.ctx, "services", None) if request is not None else None
+    if request is not None and built is not None:
+        built.metrics.internal_error(route_label(request))
     return problem(500, "Internal error", f"request {request_id} failed; quote this id when reporting it",
                    kind="internal", request_id=request_id)
 

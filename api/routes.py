@@ -13,6 +13,7 @@ from api import docs
 from api import params as p
 from api.responses import envelope
 from api.routing import read
+from api.services import services
 from api.snapshots import snapshotted
 from federation import customers, invoices, locations, orders, products, sold_items
 from federation.context import RequestContext
@@ -45,12 +46,12 @@ def _paged(request: Request, route: str, spec: dict[str, p.Parser]) -> tuple[dic
     """Parsed parameters, the cursor scope, and the keyset position the cursor points at."""
     values = p.parse_query(_args(request), {**LIST, **spec})
     scope = p.scope_of(route, values)
-    after = request.app.ctx.cursors.decode(scope, values["cursor"]) if "cursor" in values else None
+    after = services(request.app).cursors.decode(scope, values["cursor"]) if "cursor" in values else None
     return values, scope, after
 
 
 def _page(request: Request, scope: str, page: Page[Any]) -> HTTPResponse:
-    cursor = request.app.ctx.cursors.encode(scope, page.next_key) if page.next_key is not None else None
+    cursor = services(request.app).cursors.encode(scope, page.next_key) if page.next_key is not None else None
     return envelope(request, _ctx(request), page.rows, cursor, page)
 
 
@@ -78,7 +79,7 @@ def _sane(value: Any, kind: type) -> bool:
 @snapshotted
 async def list_locations(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "locations", {})
-    page = await locations.list_locations(request.app.ctx.gateway, _ctx(request), _key(after, str),
+    page = await locations.list_locations(services(request.app).gateway, _ctx(request), _key(after, str),
                                           values.get("limit", p.DEFAULT_LIMIT))
     return _page(request, scope, page)
 
@@ -91,7 +92,7 @@ async def list_products(request: Request) -> HTTPResponse:
                                                         "in_stock": p.boolean, "active": p.boolean})
     where = ItemFilter(q=values.get("q"), location=values.get("location"), in_stock=values.get("in_stock"),
                        active=values.get("active"))
-    page = await products.list_products(request.app.ctx.gateway, _ctx(request), where, _key(after, str),
+    page = await products.list_products(services(request.app).gateway, _ctx(request), where, _key(after, str),
                                         values.get("limit", p.DEFAULT_LIMIT))
     return _page(request, scope, page)
 
@@ -101,7 +102,7 @@ async def list_products(request: Request) -> HTTPResponse:
 @snapshotted
 async def get_product(request: Request, sku: str) -> HTTPResponse:
     p.parse_query(_args(request), {})
-    data = await products.get_product(request.app.ctx.gateway, _ctx(request), p.sku("sku", sku))
+    data = await products.get_product(services(request.app).gateway, _ctx(request), p.sku("sku", sku))
     return envelope(request, _ctx(request), data)
 
 
@@ -111,7 +112,7 @@ async def get_product(request: Request, sku: str) -> HTTPResponse:
 async def list_customers(request: Request) -> HTTPResponse:
     values, scope, after = _paged(request, "customers", {"q": p.text, "country": p.country})
     where = CustomerFilter(q=values.get("q"), country=values.get("country"))
-    page = await customers.list_customers(request.app.ctx.gateway, _ctx(request), where, _key(after, int),
+    page = await customers.list_customers(services(request.app).gateway, _ctx(request), where, _key(after, int),
                                           values.get("limit", p.DEFAULT_LIMIT), _today())
     return _page(request, scope, page)
 
@@ -122,7 +123,7 @@ async def list_customers(request: Request) -> HTTPResponse:
 async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
     p.parse_query(_args(request), {})
     ident = p.positive_int("id", unquote(customer_id))
-    data = await customers.get_customer(request.app.ctx.gateway, _ctx(request), ident, _today())
+    data = await customers.get_customer(services(request.app).gateway, _ctx(request), ident, _today())
     return envelope(request, _ctx(request), data)
 
 
@@ -135,7 +136,7 @@ async def list_orders(request: Request) -> HTTPResponse:
     p.time_span(values)
     where = OrderFilter(customer_id=values.get("customer_id"), status=values.get("status"),
                         since=values.get("since"), until=values.get("until"))
-    page = await orders.list_orders(request.app.ctx.gateway, _ctx(request), where, _key(after, str),
+    page = await orders.list_orders(services(request.app).gateway, _ctx(request), where, _key(after, str),
                                     values.get("limit", p.DEFAULT_LIMIT))
     return _page(request, scope, page)
 
@@ -145,7 +146,8 @@ async def list_orders(request: Request) -> HTTPResponse:
 @snapshotted
 async def get_order(request: Request, order_no: str) -> HTTPResponse:
     p.parse_query(_args(request), {})
-    data = await orders.get_order(request.app.ctx.gateway, _ctx(request), p.order_no("order_no", order_no), _today())
+    data = await orders.get_order(services(request.app).gateway, _ctx(request), p.order_no("order_no", order_no),
+                                  _today())
     return envelope(request, _ctx(request), data)
 
 
@@ -158,7 +160,7 @@ async def list_invoices(request: Request) -> HTTPResponse:
         "overdue": p.boolean})
     where = InvoiceFilter(acct_no=values.get("acct_no"), status=values.get("status"),
                           overdue=values.get("overdue"), today=_today())
-    page = await invoices.list_invoices(request.app.ctx.gateway, _ctx(request), where, values.get("customer_id"),
+    page = await invoices.list_invoices(services(request.app).gateway, _ctx(request), where, values.get("customer_id"),
                                         _key(after, str), values.get("limit", p.DEFAULT_LIMIT))
     return _page(request, scope, page)
 
@@ -171,6 +173,6 @@ async def list_sold_items(request: Request) -> HTTPResponse:
                                                           "location": p.location_code})
     p.time_span(values)
     where = SoldItemsFilter(since=values.get("since"), until=values.get("until"), location=values.get("location"))
-    page = await sold_items.list_sold_items(request.app.ctx.gateway, _ctx(request), where, _key(after, tuple),
+    page = await sold_items.list_sold_items(services(request.app).gateway, _ctx(request), where, _key(after, tuple),
                                             values.get("limit", p.DEFAULT_LIMIT))
     return _page(request, scope, page)

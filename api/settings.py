@@ -10,8 +10,7 @@ from pathlib import Path
 
 from cache.freshness import Freshness
 from cache.redis_client import parse_redis_url
-
-ROLES = ("reader", "finance", "admin")
+from federation.roles import ROLES
 
 
 class SettingsError(Exception):
@@ -69,12 +68,6 @@ class Settings:
     rate_limit: int = DEFAULT_RATE_LIMIT   # requests per key per window; 0 turns limiting off
     rate_window: float = 60.0
     head_timeout: float = 10.0      # seconds a request line and headers may take to arrive, in all
-
-    def role_of(self, digest: str) -> str | None:
-        for key in self.api_keys:
-            if key.digest == digest:
-                return key.role
-        return None
 
 
 def hash_key(key: str) -> str:

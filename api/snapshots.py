@@ -2,10 +2,10 @@
 
 A read whose every part came fresh from the cache is answered again, for the same role,
 path and query, without running the federation: on the cached product page that fan-out
-over five cached source answers was a quarter of the request's CPU. A snapshot lives until
-the first of: ``ttl`` seconds, the moment one of its parts would stop being fresh, and the
-next invalidation that clears the cache's first level (here, or in another worker or replica
-through pub/sub). Replayed answers say what they are: every source a cache hit, ages grown.
+over five cached source answers was a quarter of the request's CPU. A snapshot is kept in the
+cache's first level and lives until the first of: its ttl, the moment one of its parts would
+stop being fresh, and the next invalidation that clears that level (here, or in another worker
+or replica through pub/sub). Replayed answers say what they are: every source a cache hit, ages grown.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sanic import HTTPResponse, Request
 
 from api.responses import Rendered, deliver, render
+from api.services import services
 from federation.context import RequestContext, SourceReport
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
@@ -31,8 +32,6 @@ class Snapshot:
     parts: tuple[tuple[str, float, float], ...]       # (source, age when taken, fresh ttl)
     redacted: tuple[str, ...]
     taken: float
-    kept_until: float
-    generation: int | None
     # The last rendering and the tenth of a second since ``taken`` it is for: ages are
     # reported to a tenth, so within one tenth every replay is the same bytes.
     rendered: tuple[int, dict[str, SourceReport], Rendered] | None = None
@@ -51,39 +50,38 @@ class Snapshot:
         return answer
 
 
+class FirstLevel(Protocol):
+    """The process's in-memory first level (``cache/local.py``), which every invalidation clears."""
+
+    def get(self, name: str) -> Any | None: ...
+
+    def put(self, name: str, value: Any, *, size: int, ttl: float | None = None) -> None: ...
+
+
 class Snapshots:
-    def __init__(self, ttl: float, generation: Callable[[], int | None], *,
-                 max_bytes: int = 32 << 20, max_entry_bytes: int = 256 << 10,
+    def __init__(self, store: FirstLevel, *, max_entry_bytes: int = 256 << 10,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        """``generation``: the cache's first-level generation, which every invalidation changes;
-        ``max_bytes`` bounds the memory all snapshots take, ``max_entry_bytes`` one of them."""
-        self._ttl = ttl
-        self._generation = generation
-        self._max_bytes = max_bytes
+        """``store``: where snapshots are kept, beside the cache's own hot entries, so that the
+        invalidations that clear those clear these too; ``max_entry_bytes``: larger answers are not kept."""
+        self._store = store
         self._max_entry = max_entry_bytes
         self._clock = clock
-        self._entries: dict[str, Snapshot] = {}
-        self._bytes = 0
         self.served = 0
 
     def replay(self, key: str, ctx: RequestContext) -> Rendered | None:
         """The answer of the live snapshot under ``key``, its parts recorded in ``ctx``; None if there is none."""
-        found = self._entries.get(key)
+        found: Snapshot | None = self._store.get(_PREFIX + key)
         if found is None:
             return None
-        now = self._clock()
-        if now >= found.kept_until or found.generation != self._generation():
-            self._drop(key)
-            return None
         self.served += 1
-        return found.replay(ctx, now)
+        return found.replay(ctx, self._clock())
 
     def offer(self, key: str, resource: bytes, etag: str, ctx: RequestContext) -> bool:
         """Keep this answer if every part of it is a fresh cached value; True if kept."""
         if not ctx.sources or len(resource) > self._max_entry:
             return False
         parts = []
-        fresh_for = self._ttl
+        fresh_for = float("inf")
         for source, report in ctx.sources.items():
             if report.status != "ok" or report.cache not in ("hit", "miss") or report.ttl is None:
                 return False
@@ -91,22 +89,12 @@ class Snapshots:
             parts.append((source, report.age_s, report.ttl))
         if fresh_for <= 0:
             return False
-        now = self._clock()
-        self._drop(key)
-        while self._entries and self._bytes + len(resource) > self._max_bytes:
-            self._drop(next(iter(self._entries)))   # oldest first
-        self._entries[key] = Snapshot(resource, etag, tuple(parts), tuple(ctx.redacted), now, now + fresh_for,
-                                      self._generation())
-        self._bytes += len(resource)
+        snapshot = Snapshot(resource, etag, tuple(parts), tuple(ctx.redacted), self._clock())
+        self._store.put(_PREFIX + key, snapshot, size=len(resource), ttl=fresh_for)
         return True
 
-    def _drop(self, key: str) -> None:
-        gone = self._entries.pop(key, None)
-        if gone is not None:
-            self._bytes -= len(gone.resource)
 
-    def __len__(self) -> int:
-        return len(self._entries)
+_PREFIX = "answer\n"   # apart from the cache's entries, whose names start with its namespace
 
 
 def snapshot_key(request: Request) -> str:
@@ -118,7 +106,7 @@ def snapshotted(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def serve(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-        snapshots: Snapshots | None = request.app.ctx.snapshots
+        snapshots = services(request.app).snapshots
         if snapshots is None:
             return await handler(request, *args, **kwargs)
         key = snapshot_key(request)

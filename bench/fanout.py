@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from api.app import build_connectors, build_policies
 from api.settings import load_settings
+from api.wiring import build_policies, build_sources
 from federation.context import RequestContext
 from federation.gateway import Gateway
 from federation.orders import get_order
@@ -26,7 +26,7 @@ async def _timed(call: Callable[[], Awaitable[Any]]) -> float:
 async def measure(env: Mapping[str, str], order_nos: list[str], rounds: int = 3) -> dict[str, float]:
     """Median fan-out latency, median slowest single call, and their ratio (per order, then median)."""
     settings = load_settings(env)
-    conns = build_connectors(settings)
+    conns = build_sources(settings)
     for conn in conns.values():
         await conn.open()
     gateway = Gateway(conns, build_policies(settings, NullObserver()))

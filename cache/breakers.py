@@ -23,6 +23,7 @@ import orjson
 import pybreaker
 from redis.asyncio import Redis
 
+from cache.availability import Availability
 from cache.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("bizfed.breakers")
@@ -39,7 +40,9 @@ class _Relay(pybreaker.CircuitBreakerListener):
 
 class SharedBreakers:
     def __init__(self, redis: Redis, breakers: Mapping[str, pybreaker.CircuitBreaker], *,
-                 prefix: str = "bizfed:v1:breaker:", poll: float = 0.5, identity: str | None = None) -> None:
+                 prefix: str = "bizfed:v1:breaker:", poll: float = 0.5, identity: str | None = None,
+                 availability: Availability | None = None) -> None:
+        """``availability``: the process's one record of whether Redis answers, shared with the cache."""
         self._redis = redis
         self._breakers = breakers
         self._prefix = prefix
@@ -48,9 +51,13 @@ class SharedBreakers:
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._applying = False
         self._from_remote: set[str] = set()
-        self.redis_ok = True
+        self._availability = availability or Availability(backoff=poll)
         for source, breaker in breakers.items():
             breaker.add_listener(_Relay(self, source))
+
+    @property
+    def redis_ok(self) -> bool:
+        return self._availability.up
 
     def local_change(self, source: str, state: str) -> None:
         """Called synchronously by pybreaker; only queues, never does I/O."""
@@ -64,14 +71,15 @@ class SharedBreakers:
         """Publish local changes and apply remote openings until cancelled."""
         while True:
             try:
-                await self._flush()
-                await self._pull()
-                self.redis_ok = True
+                if self._availability.usable():
+                    await self._flush()
+                    await self._pull()
+                    self._availability.succeeded()
             except REDIS_FAILURES as exc:
-                if self.redis_ok:
+                if self._availability.up:
                     log.warning("breaker sync: Redis unavailable (%s); breakers are local until it returns",
                                 type(exc).__name__)
-                self.redis_ok = False
+                self._availability.failed(exc)
             with contextlib.suppress(TimeoutError):
                 # Wake early when a local change is waiting to be published.
                 await asyncio.wait_for(self._wait_for_outbox(), self._poll)

@@ -1,46 +1,56 @@
-"""A small in-process first level in front of Redis: hot entries kept for at most ``ttl`` seconds.
+"""The process's one in-memory first level: values kept for at most ``ttl`` seconds, within a byte budget.
 
-Staleness is bounded twice: by the short ttl, and by invalidation messages
-over Redis pub/sub that clear every worker's first level at once.
+It holds the hot cache entries in front of Redis and, beside them, the whole answers the API
+replays (``api/snapshots.py``). Staleness is bounded twice: by the short ttl, and by
+invalidations, here or over Redis pub/sub from any other process, which clear all of it at once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-from cache.store import Entry
+from typing import Any
 
 
 class LocalCache:
-    def __init__(self, ttl: float, max_entries: int = 10_000,
+    def __init__(self, ttl: float, *, max_bytes: int = 64 << 20, max_entries: int = 20_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._max = max_entries
+        self.ttl = ttl
+        self._max_bytes = max_bytes
+        self._max_entries = max_entries
         self._clock = clock
-        self._entries: dict[str, tuple[float, Entry]] = {}
-        # Bumped by every clear(), so whatever was built from these entries can tell it is outdated.
-        self.generation = 0
+        self._entries: dict[str, tuple[float, int, Any]] = {}   # name -> (kept until, size, value)
+        self._bytes = 0
 
-    def get(self, name: str) -> Entry | None:
+    def get(self, name: str) -> Any | None:
         found = self._entries.get(name)
         if found is None:
             return None
-        kept_until, entry = found
-        if self._clock() >= kept_until:
-            del self._entries[name]
+        if self._clock() >= found[0]:
+            self._drop(name)
             return None
-        return entry
+        return found[2]
 
-    def put(self, name: str, entry: Entry) -> None:
-        if len(self._entries) >= self._max and name not in self._entries:
+    def put(self, name: str, value: Any, *, size: int, ttl: float | None = None) -> None:
+        """Keep ``value`` (``size`` bytes) for ``ttl`` seconds, never longer than the first level's ttl."""
+        if size > self._max_bytes:
+            return
+        self._drop(name)
+        while self._entries and (self._bytes + size > self._max_bytes or len(self._entries) >= self._max_entries):
             # Oldest insertion first: dicts keep insertion order, and a short ttl makes recency matter little.
-            del self._entries[next(iter(self._entries))]
-        self._entries[name] = (self._clock() + self._ttl, entry)
+            self._drop(next(iter(self._entries)))
+        kept_for = self.ttl if ttl is None else min(ttl, self.ttl)
+        self._entries[name] = (self._clock() + kept_for, size, value)
+        self._bytes += size
 
     def clear(self) -> None:
         self._entries.clear()
-        self.generation += 1
+        self._bytes = 0
+
+    def _drop(self, name: str) -> None:
+        gone = self._entries.pop(name, None)
+        if gone is not None:
+            self._bytes -= gone[1]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -66,19 +66,22 @@ class RedisCache:
                  op_timeout: float = 0.5,
                  admin_timeout: float = 10.0,
                  backoff: float = 1.0,
+                 availability: Availability | None = None,
                  max_bytes: int = 1 << 20,
                  epoch_ttl: float = 600.0,
                  codec: Codec,
                  stale_on: tuple[type[BaseException], ...] = (LoadFailed,),
-                 local_ttl: float = 0.0,
+                 local: LocalCache | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         """``lock_ttl``: how long one process may hold a key's fill lock (longer than a load);
         ``wait``: how long others poll for that fill before loading themselves;
         ``op_timeout``: a last bound on each Redis round trip of a fetch (the client's own timeouts
         should be tighter, see ``make_redis``);
-        ``backoff``: how long Redis is skipped after it failed; ``max_bytes``: larger values are not stored;
+        ``backoff``: how long Redis is skipped after it failed, unless ``availability`` (the process's one
+        record of whether Redis is up, shared with whatever else uses it) is given;
+        ``max_bytes``: larger values are not stored;
         ``epoch_ttl``: how long an invalidation keeps loads begun before it from storing (≫ a load);
-        ``local_ttl``: seconds an entry may be served from this process's memory without asking Redis (0: off).
+        ``local``: the process's first level, where entries are served from memory without asking Redis.
         ``codec``: turns values into the bytes stored; ``stale_on``: the load failures (a source's, not a bug)
         for which an entry within its stale-if-error window stands in.
         """
@@ -94,10 +97,10 @@ class RedisCache:
         self._admin_timeout = admin_timeout
         self._max_bytes = max_bytes
         self._clock = clock
-        self._availability = Availability(backoff)
+        self._availability = availability or Availability(backoff)
         self._flights: SingleFlight[Cached] = SingleFlight()
         self._redis_client = redis
-        self._local = LocalCache(local_ttl) if local_ttl > 0 else None
+        self._local = local
         self._stale_on = stale_on
         self.counters = Counters()
 
@@ -115,7 +118,7 @@ class RedisCache:
             except _RedisDown:
                 return await self._bypass(source, key, fresh, load)
             if entry is not None and self._local is not None:
-                self._local.put(name, entry)
+                self._local.put(name, entry, size=entry.size)
         if entry is not None:
             age = entry.age(self._clock())
             phase = fresh.phase(age)
@@ -179,11 +182,6 @@ class RedisCache:
             finally:
                 with contextlib.suppress(*REDIS_FAILURES):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    @property
-    def local_generation(self) -> int | None:
-        """Changes whenever the first level is cleared by an invalidation here or elsewhere; None without one."""
-        return self._local.generation if self._local is not None else None
 
     async def ping(self) -> None:
         """Return if Redis answers within the operation timeout; else raise ``CacheUnavailable``."""
@@ -303,7 +301,7 @@ class RedisCache:
         except _RedisDown:
             return False
         if stored and self._local is not None:
-            self._local.put(self._keys.entry(source, key), Entry(value, stored_at))
+            self._local.put(self._keys.entry(source, key), Entry(value, stored_at, len(payload)), size=len(payload))
         if not stored:
             self.counters.overtaken += 1
         return True

@@ -75,6 +75,7 @@ return 0
 class Entry:
     value: Any
     stored_at: float      # time.time() of the writer; replicas share wall-clock time, not monotonic
+    size: int = 0         # bytes it takes stored
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.stored_at)
@@ -115,7 +116,7 @@ class EntryStore:
         except (ValueError, TypeError) as exc:
             log.warning("cache entry %s is unreadable, treating as a miss: %s", name, exc)
             return None
-        return Entry(value, float(stored_at))
+        return Entry(value, float(stored_at), len(raw))
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -6,12 +6,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from federation.roles import FINANCE_ROLES
+
 Status = Literal["ok", "stale", "unavailable"]
 CacheState = Literal["hit", "miss", "stale", "none", "bypass"]
 
 _STATUS_RANK = {"ok": 0, "stale": 1, "unavailable": 2}
 _CACHE_RANK = {"hit": 0, "stale": 1, "bypass": 2, "miss": 3, "none": 4}
-FINANCE_ROLES = frozenset({"finance", "admin"})
 
 
 @dataclass(slots=True)

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from federation.context import FINANCE_ROLES
 from federation.policy import SourcePolicy
+from federation.roles import FINANCE_ROLES
 
 Probe = Callable[[], Awaitable[None]]
 

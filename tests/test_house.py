@@ -19,8 +19,11 @@ NEVER = {
     "deploy": ({"bench", "tests"}, "the product never imports its benchmarks or tests"),
     "bench": ({"tests"}, "benchmarks stand on the product alone"),
 }
-# Of the api, only the composition root builds the connectors.
-ROOT_ONLY = {"connectors": {"api/app.py"}}
+# Of the api, only the composition root builds the adapters: api/wiring.py wires connectors and cache into the
+# core; the cache's configuration is read with the rest in api/settings.py, and its errors are mapped to problems
+# with the rest in api/problems.py.
+ROOT_ONLY = {"connectors": {"api/wiring.py"},
+             "cache": {"api/wiring.py", "api/settings.py", "api/problems.py"}}
 
 
 def _imports(path: Path) -> set[str]:
@@ -47,8 +50,8 @@ def test_no_part_imports_what_it_must_not(part: str) -> None:
     assert not offences, f"{why}:\n" + "\n".join(offences)
 
 
-def test_only_the_composition_root_imports_the_connectors() -> None:
-    """Within the api, only api/app.py imports connectors/: everything else sees the core's ports."""
+def test_only_the_composition_root_imports_the_adapters() -> None:
+    """Within the api, only the composition root imports connectors/ and cache/: the rest sees ports."""
     offences = []
     for path in _modules("api"):
         relative = path.relative_to(REPO).as_posix()

@@ -22,7 +22,7 @@ class Loader:
 
 async def test_hot_entry_is_served_without_redis(make_cache: MakeCache, redis):
     """Within the local ttl a repeated fetch is a hit that sends Redis no command."""
-    cache = make_cache(local_ttl=5.0)
+    cache = make_cache(local=LocalCache(5.0))
     load = Loader({"a": 1})
     assert (await cache.fetch("sales", "k", (), load)).state == "miss"
     before = (await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0)
@@ -37,7 +37,7 @@ async def test_hot_entry_is_served_without_redis(make_cache: MakeCache, redis):
 
 async def test_invalidation_reaches_every_process_within_a_second(make_cache: MakeCache):
     """A tag dropped through one cache clears another cache's first level through pub/sub."""
-    first, second = make_cache(local_ttl=60.0), make_cache(local_ttl=60.0)
+    first, second = make_cache(local=LocalCache(60.0)), make_cache(local=LocalCache(60.0))
     follower = asyncio.create_task(second.follow_invalidations())
     try:
         await asyncio.sleep(0.2)
@@ -57,14 +57,22 @@ async def test_invalidation_reaches_every_process_within_a_second(make_cache: Ma
 
 
 def test_local_entries_expire_and_stay_bounded():
-    """Entries leave after their ttl, and the oldest go first when the cache is full."""
+    """Entries leave after their ttl, and the oldest go first when the count or the bytes are full."""
     now = [0.0]
-    local = LocalCache(ttl=1.0, max_entries=2, clock=lambda: now[0])
-    local.put("a", Entry(1, 0.0))
-    local.put("b", Entry(2, 0.0))
-    local.put("c", Entry(3, 0.0))
+    local = LocalCache(ttl=1.0, max_entries=2, max_bytes=100, clock=lambda: now[0])
+    local.put("a", Entry(1, 0.0), size=10)
+    local.put("b", Entry(2, 0.0), size=10)
+    local.put("c", Entry(3, 0.0), size=10)
     assert local.get("a") is None
     assert local.get("c") == Entry(3, 0.0)
-    now[0] = 1.5
+    local.put("d", "big", size=90)   # 10 + 90 fit, 10 + 10 + 90 do not: b goes
     assert local.get("b") is None
-    assert len(local) == 1
+    assert local.get("c") == Entry(3, 0.0)
+    local.put("e", "too big", size=101)
+    assert local.get("e") is None
+    now[0] = 1.5
+    assert local.get("c") is None
+    assert len(local) == 1   # d, expired but not yet asked for
+    local.put("short", "x", size=1, ttl=0.2)
+    now[0] = 1.8
+    assert local.get("short") is None

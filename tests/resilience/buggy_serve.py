@@ -15,8 +15,9 @@ from typing import Any
 
 from sanic import Sanic
 
-from api.app import build_connectors, create_app
-from api.settings import load_settings
+from api.app import create_app
+from api.settings import Settings, load_settings
+from api.wiring import build_sources
 
 
 class BrokenOp:
@@ -52,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     source, _, op = os.environ["BUGGY_OP"].partition(".")
     settings = load_settings()
-    connectors = build_connectors(settings)
-    connectors[source] = BrokenOp(connectors[source], op, int(os.environ.get("BUGGY_AFTER", "0")))
-    app = create_app(settings, connectors=connectors)
+    after = int(os.environ.get("BUGGY_AFTER", "0"))
+
+    def sources_with_a_bug(settings: Settings) -> dict[str, Any]:
+        sources = build_sources(settings)
+        sources[source] = BrokenOp(sources[source], op, after)
+        return sources
+
+    app = create_app(settings, make_sources=sources_with_a_bug)
     app.prepare(host=args.host, port=args.port, single_process=True, motd=False, access_log=False)
     Sanic.serve_single(primary=app)
     return 0

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from api.ratelimit import RateLimiter
+from cache.availability import Availability
+from cache.ratelimit import RateLimiter
 from cache.redis_client import make_redis
 
 
@@ -25,7 +26,8 @@ async def _redis(redis_url: str) -> AsyncIterator[Redis]:
 
 def _limiter(redis: Redis, limit: int, **options: float) -> RateLimiter:
     # A fixed clock keeps every check in one window however slow the machine is.
-    return RateLimiter(redis, limit, 60, prefix="bizfedtest:rate:", clock=lambda: 600.0, **options)  # type: ignore[arg-type]
+    return RateLimiter(redis, limit, 60, availability=Availability(1.0), prefix="bizfedtest:rate:",  # type: ignore[arg-type]
+                       clock=lambda: 600.0, **options)
 
 
 async def _window_count(redis: Redis, digest: str) -> int:

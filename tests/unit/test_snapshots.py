@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api.snapshots import Snapshots
+from cache.local import LocalCache
 from federation.context import RequestContext, SourceReport
 
 
@@ -14,14 +15,6 @@ class Clock:
         return self.now
 
 
-class Generation:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def __call__(self) -> int:
-        return self.value
-
-
 def _ctx(**reports: SourceReport) -> RequestContext:
     ctx = RequestContext.start("reader", 5.0)
     for name, report in reports.items():
@@ -29,9 +22,12 @@ def _ctx(**reports: SourceReport) -> RequestContext:
     return ctx
 
 
-def _store(ttl: float = 1.0, **options: int) -> tuple[Snapshots, Clock, Generation]:
-    clock, generation = Clock(), Generation()
-    return Snapshots(ttl, generation, clock=clock, **options), clock, generation
+def _store(ttl: float = 1.0, max_bytes: int = 1 << 20,
+           max_entry_bytes: int = 256 << 10) -> tuple[Snapshots, Clock, LocalCache]:
+    """Snapshots kept in a first level of ``ttl`` seconds and ``max_bytes``, both on one clock."""
+    clock = Clock()
+    first_level = LocalCache(ttl, max_bytes=max_bytes, clock=clock)
+    return Snapshots(first_level, max_entry_bytes=max_entry_bytes, clock=clock), clock, first_level
 
 
 def test_fresh_answer_is_replayed_as_cache_hits_with_grown_ages() -> None:
@@ -53,7 +49,7 @@ def test_fresh_answer_is_replayed_as_cache_hits_with_grown_ages() -> None:
 
 
 def test_only_answers_whose_every_part_is_fresh_are_kept() -> None:
-    store, _, _ = _store()
+    store, _, first_level = _store()
     fresh = SourceReport("ok", "hit", 1.0, None, 10.0)
     refused = {
         "stale": SourceReport("ok", "stale", 12.0, None, 10.0),
@@ -65,11 +61,11 @@ def test_only_answers_whose_every_part_is_fresh_are_kept() -> None:
     for name, report in refused.items():
         assert not store.offer(name, b"{}", 'W/"x"', _ctx(warehouse=fresh, sales=report)), name
     assert not store.offer("no-sources", b"{}", 'W/"x"', _ctx())
-    assert len(store) == 0
+    assert len(first_level) == 0
 
 
 def test_a_snapshot_lives_until_ttl_or_until_a_part_turns_stale() -> None:
-    store, clock, _ = _store(ttl=1.0)
+    store, clock, first_level = _store(ttl=1.0)
     store.offer("long", b"{}", 'W/"a"', _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 10.0)))
     store.offer("short", b"{}", 'W/"b"', _ctx(warehouse=SourceReport("ok", "hit", 9.7, None, 10.0)))
     assert not store.offer("over", b"{}", 'W/"c"', _ctx(warehouse=SourceReport("ok", "hit", 10.0, None, 10.0)))
@@ -78,22 +74,25 @@ def test_a_snapshot_lives_until_ttl_or_until_a_part_turns_stale() -> None:
     assert store.replay("long", RequestContext.start("reader", 5.0)) is not None
     clock.now += 0.7
     assert store.replay("long", RequestContext.start("reader", 5.0)) is None
-    assert len(store) == 0
+    assert len(first_level) == 0
 
 
 def test_an_invalidation_drops_every_snapshot_at_once() -> None:
-    store, _, generation = _store(ttl=60.0)
-    store.offer("k", b"{}", 'W/"a"', _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 600.0)))
-    generation.value += 1   # the cache's first level was cleared
+    store, _, first_level = _store(ttl=60.0)
+    for key in ("k", "j"):
+        store.offer(key, b"{}", 'W/"a"', _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 600.0)))
+    assert store.replay("k", RequestContext.start("reader", 5.0)) is not None
+    first_level.clear()   # what every invalidation does, here or from another process through pub/sub
     assert store.replay("k", RequestContext.start("reader", 5.0)) is None
+    assert store.replay("j", RequestContext.start("reader", 5.0)) is None
 
 
 def test_memory_is_bounded_oldest_first() -> None:
-    store, _, _ = _store(ttl=60.0, max_bytes=250, max_entry_bytes=120)
+    store, _, first_level = _store(ttl=60.0, max_bytes=250, max_entry_bytes=120)
     ctx = _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 600.0))
     assert not store.offer("huge", b"x" * 121, 'W/"h"', ctx)
     for n in range(4):
         assert store.offer(f"k{n}", b"x" * 100, f'W/"{n}"', ctx)
-    assert len(store) == 2
+    assert len(first_level) == 2
     assert store.replay("k0", RequestContext.start("reader", 5.0)) is None
     assert store.replay("k3", RequestContext.start("reader", 5.0)) is not None

@@ -8,9 +8,10 @@ before it is judged, so the limit itself is exact. What other processes have not
 unseen: the limit can be overrun only if they take more than ``headroom`` requests of one key
 within one sync interval.
 
-It fails open: when Redis cannot answer, requests are served and the
-fail-open is logged and counted, since refusing everyone would turn a
-cache outage into a full outage.
+It fails open: when Redis cannot answer, requests are served and the fail-open is
+logged, since refusing everyone would turn a cache outage into a full outage. Whether
+Redis is down is the process's one ``Availability``, shared with the cache and the
+breaker sync: while it is down, no request waits on Redis to learn it again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from cache.availability import Availability
 from cache.redis_client import REDIS_FAILURES, pool_exhausted
 
 log = logging.getLogger("bizfed.ratelimit")
@@ -32,7 +34,6 @@ log = logging.getLogger("bizfed.ratelimit")
 class Verdict:
     allowed: bool
     retry_after: int = 0
-    remaining: int | None = None
 
 
 @dataclass(slots=True)
@@ -43,8 +44,8 @@ class _Count:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, limit: int, window: float, *, prefix: str = "bizfed:v1:rate:",
-                 sync_every: float = 0.1, headroom: int | None = None,
+    def __init__(self, redis: Redis, limit: int, window: float, *, availability: Availability,
+                 prefix: str = "bizfed:v1:rate:", sync_every: float = 0.1, headroom: int | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         """``headroom``: how close to the limit counting turns exact (default: a tenth of it, at least 50)."""
         self._redis = redis
@@ -56,8 +57,7 @@ class RateLimiter:
         self._clock = clock
         self._counts: dict[str, _Count] = {}
         self._sync: asyncio.Task[None] | None = None
-        self.fail_opens = 0
-        self.failing_open = False
+        self._availability = availability
 
     async def check(self, key_digest: str) -> Verdict:
         """Count one request for ``key_digest`` (a hash, never the key) and judge it."""
@@ -74,7 +74,7 @@ class RateLimiter:
             count.pending += 1
             if self._sync is None:
                 self._sync = asyncio.create_task(self._sync_later())
-            return Verdict(True, remaining=self._limit - count.seen - count.pending)
+            return Verdict(True)
         adding, count.pending = count.pending + 1, 0
         total = await self._add({name: adding})
         if total is None:   # Redis down (counts dropped: fail open) or busy (counts kept for the next sync)
@@ -84,7 +84,7 @@ class RateLimiter:
         count.seen = max(count.seen, total[name])
         if total[name] > self._limit:
             return self._refused(slot, now)
-        return Verdict(True, remaining=self._limit - total[name])
+        return Verdict(True)
 
     async def flush(self) -> None:
         """Add every count not yet sent to Redis now."""
@@ -112,6 +112,8 @@ class RateLimiter:
 
     async def _add(self, counts: dict[str, int]) -> dict[str, int] | None:
         """Add ``counts`` to their windows in Redis; the windows' totals, or None if Redis failed."""
+        if not self._availability.usable():
+            return None
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for name, n in counts.items():
@@ -125,18 +127,15 @@ class RateLimiter:
                     if name in self._counts:
                         self._counts[name].pending += n
                 return None
-            self.fail_opens += 1
-            if not self.failing_open:
+            if self._availability.up:
                 log.warning("rate limit not enforced while Redis is unavailable (%s)", type(exc).__name__)
-            self.failing_open = True
+            self._availability.failed(exc)
             return None
-        if self.failing_open:
-            log.info("rate limit enforced again: Redis answers")
-            self.failing_open = False
+        self._availability.succeeded()
         return {name: int(total) for name, total in zip(counts, replies[::2], strict=True)}
 
     def _refused(self, slot: int, now: float) -> Verdict:
-        return Verdict(False, retry_after=max(1, int((slot + 1) * self._window - now + 0.999)), remaining=0)
+        return Verdict(False, retry_after=max(1, int((slot + 1) * self._window - now + 0.999)))
 
     def _forget_before(self, slot: int) -> None:
         for name in [n for n, c in self._counts.items() if c.slot < slot and not c.pending]:

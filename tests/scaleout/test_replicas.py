@@ -24,8 +24,8 @@ from tests.scaleout.conftest import Load
 from tests.servers import KEYS, Server, Upstreams, flush_redis_db, wait_for
 
 REDIS_DB = 11
-SANIC_MAIN_RACE = "Experienced exception while trying to serve"
 LOAD_THREADS = 6
+SYNC_POLL_S = 0.5   # cache/breakers.py SharedBreakers' default poll: how soon another replica sees an opening
 # Seconds added per chunk each way in front of replica C's Sales. Not the Warehouse: a watcher query that is
 # slow to cancel at shutdown makes Sanic 25.12's shutdown_tasks spin forever (see BENCHMARKS.md, Multi-replica).
 SLOW_SALES = 0.3
@@ -101,10 +101,12 @@ def test_a_breaker_opened_by_one_replica_is_open_on_another(replicas: Replicas):
             if _breaker(replicas.a, "accounting") == "open":
                 break
         assert _breaker(replicas.a, "accounting") == "open"
-        wait_for(lambda: _breaker(replicas.b, "accounting") == "open", 5, "replica B sees the opening")
+        wait_for(lambda: _breaker(replicas.b, "accounting") == "open", 20 * SYNC_POLL_S,
+                 "replica B sees the opening")
     finally:
         replicas.accounting_a.pass_through()
-    wait_for(lambda: all(_invoices_ok(s) for s in (replicas.a, replicas.b)), 15,
+    reset = float(SETTINGS["BIZFED_BREAKER_RESET"])
+    wait_for(lambda: all(_invoices_ok(s) for s in (replicas.a, replicas.b)), 10 * reset,
              "invoices are served again once Accounting answers and the breakers let a trial through")
 
 
@@ -115,60 +117,61 @@ def _invoices_ok(server: Server) -> bool:
 def test_killing_a_replica_under_load_fails_at_most_what_was_in_flight(replicas: Replicas):
     """SIGKILL of replica B under load through nginx fails at most the requests in flight; the rest keep serving."""
     loads = [Load(replicas.nginx.base).start() for _ in range(LOAD_THREADS)]
+
+    def total() -> int:
+        return sum(load.total for load in loads)
+
     try:
-        time.sleep(2.0)
-        before = sum(load.total for load in loads)
+        wait_for(lambda: total() > 100, 60, "100 requests through nginx before the kill")
+        before = total()
         os.killpg(replicas.b.proc.pid, signal.SIGKILL)
         replicas.b.proc.wait(timeout=10)
-        time.sleep(3.0)
-        after = sum(load.total for load in loads) - before
+        # More than the 50 access-log entries looked at below, so those are all answered after the kill.
+        wait_for(lambda: total() - before > 100, 60, "100 requests through nginx after the kill")
+        after = total() - before
     finally:
         for load in loads:
             load.stop()
     failed = sum(load.server_errors + len(load.errors) for load in loads)
     print(f"replicas: {before} requests before the kill, {after} after it, {failed} failed")
-    assert before > 20, before
-    assert after > 20, after
     assert failed <= LOAD_THREADS, [load.errors[:3] for load in loads]
     served_by = {entry.upstreams[-1] for entry in replicas.nginx.access_log()[-50:]}
     assert replicas.b.base.removeprefix("http://") not in served_by
 
 
 def test_sigterm_finishes_the_request_in_flight_and_serves_no_new_one(replicas: Replicas):
-    """SIGTERM to replica C lets its slow in-flight request finish with 200, serves no later request, exits 0."""
+    """SIGTERM to replica C stops it taking connections while its slow in-flight request still runs; that
+    request finishes with 200, and the process exits 0."""
+    port = int(replicas.c.base.rsplit(":", 1)[1])
     replicas.sales_c.latency(SLOW_SALES)
     slow: dict[str, Any] = {}
-    late: dict[str, Any] = {}
+    sent = replicas.sales_c.bytes_to_upstream
     slow_thread = threading.Thread(target=_request, args=(replicas.c, "/v1/orders?limit=13", slow))
     slow_thread.start()
-    time.sleep(SLOW_SALES)
-    assert slow_thread.is_alive(), slow
+    # The request is in flight once its queries reach Sales; their answers take SLOW_SALES per chunk each way.
+    wait_for(lambda: replicas.sales_c.bytes_to_upstream > sent, 30, "the slow request's queries reach Sales",
+             interval=0.01)
     signalled = time.monotonic()
     os.kill(replicas.c.proc.pid, signal.SIGTERM)
-    time.sleep(0.2)
-    late_thread = threading.Thread(target=_request, args=(replicas.c, "/health/live", late))
-    late_thread.start()
-    slow_thread.join(timeout=30)
+    wait_for(lambda: _refused(port), 30, "replica C refuses new connections after SIGTERM", interval=0.01)
+    in_flight_when_closed = slow_thread.is_alive()
+    late: dict[str, Any] = {}
+    _request(replicas.c, "/health/live", late)
+    slow_thread.join(timeout=60)
     replicas.sales_c.pass_through()  # the shutdown hooks that close connections need not be slow too
-    if "status" not in slow and SANIC_MAIN_RACE in replicas.c.log_text():
-        pytest.xfail("Sanic 25.12's main process crashed on SIGTERM (WorkerManager._sync_states) and took the "
-                     "in-flight request with it; `bizfed serve --workers 1` on Sanic.serve_single avoids it")
-    assert slow.get("status") == 200, slow
+    assert in_flight_when_closed, f"the slow request ended before the listener closed: {slow}"
+    assert slow.get("status") == 200, (slow, replicas.c.log_text()[-4000:])
     assert float(slow["at"]) > signalled
     try:
-        code = replicas.c.proc.wait(timeout=30)
+        code = replicas.c.proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        pytest.xfail("the worker did not exit: Sanic 25.12's shutdown_tasks spins while a background task is "
-                     "still pending at clean-up; cancelling and awaiting them in before_server_stop avoids it")
-    assert code == 0
+        pytest.fail(f"replica C still runs 60 s after SIGTERM:\n{replicas.c.log_text()[-4000:]}")
     stopped_after = time.monotonic() - signalled
-    late_thread.join(timeout=30)
     print(f"graceful: in-flight request done {float(slow['at']) - signalled:.1f}s after SIGTERM, "
-          f"process exited after {stopped_after:.1f}s, a request sent after SIGTERM got {late}")
-    # Under Sanic's worker manager the main process keeps the listening socket until its worker ends: a
-    # connection made meanwhile waits in the backlog and is reset, never served; afterwards it is refused.
+          f"process exited after {stopped_after:.1f}s, a request sent after the listener closed got {late}")
+    assert code == 0, replicas.c.log_text()[-4000:]
     assert "status" not in late, late
-    assert _refused(int(replicas.c.base.rsplit(":", 1)[1]))
+    assert _refused(port)
     response = httpx.get(replicas.nginx.base + "/v1/locations",
                          headers={"Authorization": f"Bearer {KEYS['reader']}"}, timeout=10)
     assert response.status_code == 200, "nginx routes around both stopped replicas"

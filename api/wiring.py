@@ -15,7 +15,7 @@ from api.services import Lifecycle, Services
 from api.settings import Settings
 from api.snapshots import Snapshots
 from cache.availability import Availability
-from cache.breakers import SharedBreakers
+from cache.breakers import RedisBreakerBoard
 from cache.local import LocalCache
 from cache.ratelimit import RateLimiter
 from cache.readthrough import RedisCache
@@ -24,6 +24,7 @@ from connectors.accounting import AccountingConnector
 from connectors.sales import SalesConnector
 from connectors.warehouse import WarehouseConnector
 from connectors.warehouse_changes import WarehouseChanges
+from federation.breakers import Opening, SharedBreakers
 from federation.codec import Codec
 from federation.errors import SourceFailed
 from federation.gateway import Gateway
@@ -76,7 +77,8 @@ def build_services(settings: Settings, metrics: Metrics, make_sources: SourceFac
     redis = make_redis(settings.redis_url)
     life.add(stop=redis.aclose)
     redis_up = Availability(backoff=1.0)   # the one record, in this process, of whether Redis answers
-    breakers = SharedBreakers(redis, {n: p.breaker for n, p in policies.items()}, availability=redis_up)
+    board = RedisBreakerBoard(redis, redis_up, Opening)
+    breakers = SharedBreakers(board, {n: p.breaker for n, p in policies.items()})
     life.loops["breaker-sync"] = breakers.run
 
     cache: RedisCache | None = None

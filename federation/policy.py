@@ -105,13 +105,15 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or (isinstance(exc, ConnectorError) and exc.transient)
 
 
-class _BreakerListener(pybreaker.CircuitBreakerListener):
-    def __init__(self, source: str, observer: Observer) -> None:
+class StateListener(pybreaker.CircuitBreakerListener):
+    """Tells ``on_change(source, state)`` of each state a source's breaker enters."""
+
+    def __init__(self, source: str, on_change: Callable[[str, str], None]) -> None:
         self._source = source
-        self._observer = observer
+        self._on_change = on_change
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        self._observer.breaker_changed(self._source, new_state.name)
+        self._on_change(self._source, new_state.name)
 
 
 def make_breaker(source: str, fail_max: int, reset_timeout: float, observer: Observer,
@@ -122,7 +124,7 @@ def make_breaker(source: str, fail_max: int, reset_timeout: float, observer: Obs
         reset_timeout=reset_timeout,
         # A rejected query or our own full pool says nothing about the source's health.
         exclude=[lambda exc: not _transient(exc)],
-        listeners=[_BreakerListener(source, observer)],
+        listeners=[StateListener(source, observer.breaker_changed)],
         state_storage=storage,
         name=source,
     )

@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from cache.breakers import SharedBreakers
+from cache.availability import Availability
+from cache.breakers import RedisBreakerBoard
+from federation.breakers import Opening, SharedBreakers
 from federation.errors import SourceTimeout
 from federation.policy import NullObserver, make_breaker
 
@@ -29,6 +31,12 @@ def _breakers() -> dict[str, pybreaker.CircuitBreaker]:
 @pytest.fixture(name="prefix")
 def _prefix() -> str:
     return f"test:{uuid.uuid4().hex[:8]}:breaker:"
+
+
+def _shared(redis: Redis, breakers: dict[str, pybreaker.CircuitBreaker], prefix: str,
+            identity: str | None = None) -> SharedBreakers:
+    board = RedisBreakerBoard(redis, Availability(backoff=POLL), Opening, prefix=prefix)
+    return SharedBreakers(board, breakers, poll=POLL, identity=identity)
 
 
 async def _running(sync: SharedBreakers) -> asyncio.Task[None]:
@@ -56,8 +64,8 @@ async def test_opening_in_one_process_opens_the_other(redis_url, prefix):
     """An outage seen by one breaker set opens the same breaker in another set sharing Redis."""
     a, b = _breakers(), _breakers()
     redis_a, redis_b = Redis.from_url(redis_url), Redis.from_url(redis_url)
-    sync_a = SharedBreakers(redis_a, a, prefix=prefix, poll=POLL)
-    sync_b = SharedBreakers(redis_b, b, prefix=prefix, poll=POLL, identity="other-replica")
+    sync_a = _shared(redis_a, a, prefix)
+    sync_b = _shared(redis_b, b, prefix, identity="other-replica")
     tasks = [await _running(sync_a), await _running(sync_b)]
     try:
         await _open(a["accounting"])
@@ -87,10 +95,10 @@ async def test_breakers_stay_local_when_redis_is_down(prefix):
     breaker = breakers["accounting"]
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.1, socket_timeout=0.1,
                  retry=Retry(NoBackoff(), 0))
-    sync = SharedBreakers(dead, breakers, prefix=prefix, poll=POLL)
+    sync = _shared(dead, breakers, prefix)
     task = await _running(sync)
     try:
-        await _until(lambda: sync.redis_ok is False, "the sync task reports Redis down")
+        await _until(lambda: sync.shared is False, "the sync task reports Redis down")
         await _open(breaker)
         assert breaker.current_state == "open"
         assert not _trial_passes(breaker), "an open breaker let a call through"
@@ -99,7 +107,7 @@ async def test_breakers_stay_local_when_redis_is_down(prefix):
         waited = await _until(lambda: _trial_passes(breaker), "a trial call let through", timeout=10 * RESET)
         assert waited > RESET / 2, f"the breaker let a call through {waited:.2f}s after opening"
         assert breaker.current_state == "closed"
-        assert sync.redis_ok is False
+        assert sync.shared is False
         assert not task.done(), task
     finally:
         task.cancel()

@@ -1,0 +1,35 @@
+"""An in-memory breaker board: what Redis holds for the breaker sync, shared by the processes given it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from federation.breakers import BreakerBoard, Opening
+
+
+class FakeBoard:
+    """Openings by source; ``reachable = False`` makes every call answer as an unreachable board does."""
+
+    def __init__(self) -> None:
+        self.openings: dict[str, Opening] = {}
+        self.reachable = True
+        self.calls = 0
+
+    async def publish(self, source: str, opening: Opening | None, ttl: float) -> bool:
+        self.calls += 1
+        if not self.reachable:
+            return False
+        if opening is None:
+            self.openings.pop(source, None)
+        else:
+            self.openings[source] = opening
+        return True
+
+    async def read(self, sources: Sequence[str]) -> dict[str, Opening | None] | None:
+        self.calls += 1
+        if not self.reachable:
+            return None
+        return {name: self.openings.get(name) for name in sources}
+
+
+_: BreakerBoard = FakeBoard()

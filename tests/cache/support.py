@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from federation.errors import SourceFailed
+from tests.servers import free_port
 
 
 class Loader:
@@ -34,12 +35,6 @@ class Loader:
         if self.error is not None:
             raise SourceFailed("warehouse", self.error)
         return self.value
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

@@ -19,29 +19,34 @@ from tests.cache.conftest import MakeCache
 from tests.cache.support import Loader
 
 
+def _recording(event: str) -> Callable[[Recorder, str], None]:
+    def record(self: Recorder, source: str) -> None:
+        self.events.append((event, source))
+    return record
+
+
 class Recorder:
     """A CacheObserver that records (event, source) pairs."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
-    def hit(self, source: str) -> None:
-        self.events.append(("hit", source))
+    hit = _recording("hit")
+    miss = _recording("miss")
+    stale = _recording("stale")
+    bypass = _recording("bypass")
+    singleflight_wait = _recording("singleflight_wait")
+    oversize = _recording("oversize")
 
-    def miss(self, source: str) -> None:
-        self.events.append(("miss", source))
 
-    def stale(self, source: str) -> None:
-        self.events.append(("stale", source))
+class Clock:
+    """The cache's wall clock, which a test moves ahead instead of sleeping past a freshness window."""
 
-    def bypass(self, source: str) -> None:
-        self.events.append(("bypass", source))
+    def __init__(self) -> None:
+        self.ahead = 0.0
 
-    def singleflight_wait(self, source: str) -> None:
-        self.events.append(("singleflight_wait", source))
-
-    def oversize(self, source: str) -> None:
-        self.events.append(("oversize", source))
+    def __call__(self) -> float:
+        return time.time() + self.ahead
 
 
 def short(ttl: float = 0.3, swr: float = 0.0, sie: float = 0.0) -> dict[str, Freshness]:
@@ -77,10 +82,11 @@ async def test_entry_key_is_versioned_and_kept_for_ttl_plus_longest_stale_window
 
 async def test_stale_while_revalidate_serves_stale_and_refreshes_once(make_cache: MakeCache) -> None:
     """Past the TTL but within SWR, every fetch gets the old value at once and one background load refreshes it."""
-    cache = make_cache(short(ttl=0.3, swr=30))
+    clock = Clock()
+    cache = make_cache(short(ttl=0.3, swr=30), clock=clock)
     load = Loader("old")
     await cache.fetch("warehouse", "k", (), load)
-    await asyncio.sleep(0.35)
+    clock.ahead = 10 * 0.3
     load.value, load.gate = "new", asyncio.Event()
     served = await asyncio.gather(*(cache.fetch("warehouse", "k", (), load) for _ in range(20)))
     served.append(await cache.fetch("warehouse", "k", (), load))
@@ -97,10 +103,11 @@ async def test_stale_while_revalidate_serves_stale_and_refreshes_once(make_cache
 
 async def test_stale_if_error_serves_last_good_value_with_the_reason(make_cache: MakeCache) -> None:
     """Past the TTL, a load failing with SourceFailed yields the old value as stale with the failure's reason."""
-    cache = make_cache(short(ttl=0.2, sie=30))
+    clock = Clock()
+    cache = make_cache(short(ttl=0.2, sie=30), clock=clock)
     load = Loader("good")
     await cache.fetch("warehouse", "k", (), load)
-    await asyncio.sleep(0.25)
+    clock.ahead = 10 * 0.2
     load.error = "timeout"
     cached = await cache.fetch("warehouse", "k", (), load)
     assert (cached.state, cached.value, cached.error) == ("stale", "good", "timeout")
@@ -110,11 +117,11 @@ async def test_stale_if_error_serves_last_good_value_with_the_reason(make_cache:
 
 async def test_past_stale_if_error_the_source_failure_propagates(make_cache: MakeCache) -> None:
     """Once an entry is older than ttl + stale-if-error, the load's SourceFailed reaches the caller."""
-    skew = [0.0]
-    cache = make_cache(short(ttl=1, sie=5), clock=lambda: time.time() + skew[0])
+    clock = Clock()
+    cache = make_cache(short(ttl=1, sie=5), clock=clock)
     load = Loader("good")
     await cache.fetch("warehouse", "k", (), load)
-    skew[0] = 7.0
+    clock.ahead = 10 * (1 + 5)
     load.error = "circuit open"
     with pytest.raises(SourceFailed) as caught:
         await cache.fetch("warehouse", "k", (), load)
@@ -169,11 +176,12 @@ async def test_uncacheable_values_are_served_but_not_stored(cache: RedisCache) -
 async def test_observer_and_state_report_each_outcome_by_source(make_cache: MakeCache) -> None:
     """The observer hears miss, singleflight_wait, hit and stale by source, and state() counts them."""
     recorder = Recorder()
-    cache = make_cache({**short(ttl=0.2, swr=30), "sales": Freshness(30, 0, 0)}, observer=recorder)
+    clock = Clock()
+    cache = make_cache({**short(ttl=0.2, swr=30), "sales": Freshness(30, 0, 0)}, observer=recorder, clock=clock)
     await asyncio.gather(*(cache.fetch("sales", "k", (), Loader(delay=0.05)) for _ in range(2)))
     await cache.fetch("sales", "k", (), Loader())
     await cache.fetch("warehouse", "k", (), Loader())
-    await asyncio.sleep(0.25)
+    clock.ahead = 10 * 0.2
     await cache.fetch("warehouse", "k", (), Loader())
     assert Counter(recorder.events) == {("miss", "sales"): 2, ("singleflight_wait", "sales"): 1,
                                         ("hit", "sales"): 1, ("miss", "warehouse"): 1, ("stale", "warehouse"): 1}

@@ -255,11 +255,6 @@ class SalesConnector:
         found = convert_rows(await self._fetch(stmt), _customer, source=SOURCE, what="customer")
         return found[0] if found else None
 
-    async def customers_by_id(self, ids: Sequence[int]) -> dict[int, Customer]:
-        keys = unique(ids)
-        rows = await self._fetch_chunked(keys, lambda chunk: select(*_CUSTOMER_COLS).where(customers.c.id.in_(chunk)))
-        return {c.id: c for c in convert_rows(rows, _customer, source=SOURCE, what="customer")}
-
     async def order_customer(self, order_no: str) -> Customer | None:
         """The customer who placed ``order_no``, found by the order number alone (no wait for the order)."""
         stmt = (select(*_CUSTOMER_COLS)

@@ -74,8 +74,6 @@ class Sales(Source, Protocol):
 
     async def customer(self, customer_id: int) -> Customer | None: ...
 
-    async def customers_by_id(self, ids: Sequence[int]) -> dict[int, Customer]: ...
-
     async def order_customer(self, order_no: str) -> Customer | None:
         """The customer of one order, by order number, so it can be asked alongside the order."""
 

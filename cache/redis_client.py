@@ -3,9 +3,8 @@
 Three URL forms are understood: a single server (``redis://``, ``rediss://``, ``unix://``),
 Redis Sentinel (``redis+sentinel://[[user]:password@]host:port,host:port/service[/db]``), whose
 client asks the sentinels for the current primary and so follows a failover by itself, and
-Redis Cluster (``redis+cluster://[[user]:password@]host:port,host:port``), which has its own
-client because the cache's multi-key scripts need every key in one hash slot (see
-``make_redis_cluster``).
+and Redis Cluster (``redis+cluster://[[user]:password@]host:port,host:port``), which is parsed
+but not served yet: the cache's multi-key scripts need every key in one hash slot.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -119,8 +117,7 @@ def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
 
     redis-py's defaults (5 s socket timeout, 10 retries, a pool that raises when full)
     would make a slow or dead Redis stall every request, so each is set explicitly; with
-    Sentinel the same bounds apply to asking the sentinels. A Cluster URL raises ``ValueError``:
-    use ``make_redis_cluster``.
+    Sentinel the same bounds apply to asking the sentinels. A Cluster URL raises ``ValueError``.
     """
     address = parse_redis_url(url)
     retry = Retry(NoBackoff(), retries)
@@ -136,7 +133,7 @@ def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
         )
         return Redis.from_pool(pool)
     if address.kind == "cluster":
-        raise ValueError("redis+cluster:// needs make_redis_cluster(): the cache's scripts span several keys, "
+        raise ValueError("redis+cluster:// is not supported yet: the cache's scripts span several keys, "
                          "which Cluster accepts only within one hash slot")
     socket_kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout}
     # The sentinels get the same tight bounds; a dead sentinel must not stall finding the primary.
@@ -156,26 +153,3 @@ def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
     )
     return client
 
-
-def make_redis_cluster(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25, retries: int = 1,
-                       max_connections: int = 64) -> RedisCluster:
-    """A Redis Cluster client for a ``redis+cluster://`` ``url``, with the same tight bounds as ``make_redis``.
-
-    Cluster runs a multi-key command, script or transaction only when all its keys share a hash
-    slot. Single-key commands work with any keys; the cache, the shared breakers and the rate
-    limiter need their key prefixes put in one slot with a hash tag (``{bizfed}:...``) before they
-    can use this client, which is why ``BIZFED_REDIS_URL`` does not accept Cluster yet.
-    """
-    address = parse_redis_url(url)
-    if address.kind != "cluster":
-        raise ValueError("make_redis_cluster() takes a redis+cluster:// URL")
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in address.hosts],
-        username=address.username,
-        password=address.password,
-        socket_timeout=timeout,
-        socket_connect_timeout=connect_timeout,
-        retry=Retry(NoBackoff(), retries),
-        max_connections=max_connections,
-        require_full_coverage=False,
-    )

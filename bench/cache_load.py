@@ -8,10 +8,9 @@ import contextlib
 import time
 
 import httpx
-import redis
 
-from bench.harness import LoadResult, best, interleaved, seeded, server, spread, table
-from bench.hotpath import AUTH, cached_env, hot_paths, start_ceiling, warm_up
+from bench.harness import LoadResult, best, checked, interleaved, seeded, server, spread, table
+from bench.hotpath import AUTH, bench_redis, cached_env, hot_paths, start_ceiling, warm_up
 
 
 def sequential(name: str, client: httpx.Client, paths: list[str]) -> LoadResult:
@@ -36,9 +35,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     with seeded(args.scale) as (env, targets):
-        redis_url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + "/14"
-        client = redis.Redis.from_url(redis_url)
-        client.flushdb()
+        redis_url, client = bench_redis(env)
         senv = cached_env(env, targets, redis_url)
         with contextlib.ExitStack() as running:
             base = running.enter_context(server(senv, workers=args.workers))
@@ -54,7 +51,7 @@ def main(argv: list[str] | None = None) -> str:
                                paths, rounds=args.rounds, seconds=args.seconds)
         client.flushdb()
     warm, ceiling = (best(r) for r in runs.values())
-    results: list[LoadResult] = [warm, ceiling, cold, warm_one]
+    results: list[LoadResult] = [warm, ceiling, checked(cold), checked(warm_one)]
     report = table(f"Cached product page, scale {args.scale}, wrk 1 thread 32 connections; the first two rows "
                    f"are the best of {args.rounds} interleaved {args.seconds} s runs", results)
     report += "\nreq/s over the rounds: " + "; ".join(f"{name}: {spread(r)}" for name, r in runs.items()) + "\n"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,16 +37,34 @@ end
 
 @dataclass(frozen=True)
 class LoadResult:
+    """One load run. ``errors`` counts every failed request: answers other than 2xx/3xx and socket
+    errors (connect, read, write, timeout); ``detail`` says which, empty when there were none."""
+
     name: str
     requests_per_s: float
     p50_ms: float
     p99_ms: float
     errors: int
     requests: int
+    detail: str = ""
 
-    def row(self) -> str:
-        return (f"| {self.name} | {self.requests_per_s:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} | "
-                f"{self.errors}/{self.requests} |")
+    def cells(self) -> list[str]:
+        errors = f"{self.errors}/{self.requests}" + (f" ({self.detail})" if self.detail else "")
+        return [self.name, f"{self.requests_per_s:,.0f}", f"{self.p50_ms:.2f}", f"{self.p99_ms:.2f}", errors]
+
+
+class RunsFailed(RuntimeError):
+    """Every run of a scenario had failed requests: none of them may stand for its throughput."""
+
+
+def md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def md_table(head: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A markdown table; ``align``, one letter a column (``l`` or ``r``), right-aligns the ``r`` ones."""
+    rule = [("---:" if a == "r" else "---") for a in align.split()] if align else ["---"] * len(head)
+    return "\n".join([md_row(head), "|" + "|".join(rule) + "|", *(md_row(cells) for cells in rows)])
 
 
 def free_port() -> int:
@@ -101,20 +119,33 @@ def server(env: Mapping[str, str], *, workers: int = 1, module: str = "api.cli",
         stop_group(proc)
 
 
+def run_wrk(name: str, base: str, script: str, *, key: str | None = ADMIN, seconds: int = 10,
+            connections: int = 32, threads: int = 1, env: Mapping[str, str] | None = None) -> LoadResult:
+    """wrk driven by the Lua ``script`` against ``base``, its figures parsed; failures are counted, not raised."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "script.lua")
+        path.write_text(script)
+        auth = ["-H", f"Authorization: Bearer {key}"] if key else []
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(path), *auth, base],
+            env={**os.environ, **(env or {})}, capture_output=True, text=True, check=True,
+            timeout=seconds + 60).stdout
+    errors, detail = _errors(out)
+    result = LoadResult(name, _number(out, r"Requests/sec:\s+([\d.]+)"), _latency(out, "50%"), _latency(out, "99%"),
+                        errors, int(_number(out, r"(\d+) requests in")), detail)
+    if errors:
+        print(f"bench: {name}: {errors} of {result.requests} requests failed ({detail})", file=sys.stderr, flush=True)
+    return result
+
+
 def wrk(name: str, base: str, paths: list[str], *, key: str = ADMIN, seconds: int = 10, connections: int = 32,
         threads: int = 1) -> LoadResult:
     """Drive ``paths`` (round robin from a random start) with wrk and parse its figures."""
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp, "paths.lua")
-        script.write_text(WRK_SCRIPT)
         listing = Path(tmp, "paths.txt")
         listing.write_text("\n".join(paths) + "\n")
-        out = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-             "-H", f"Authorization: Bearer {key}", base],
-            env={**os.environ, "BENCH_PATHS": str(listing)}, capture_output=True, text=True, check=True).stdout
-    return LoadResult(name, _number(out, r"Requests/sec:\s+([\d.]+)"), _latency(out, "50%"), _latency(out, "99%"),
-                      _errors(out), int(_number(out, r"(\d+) requests in")))
+        return run_wrk(name, base, WRK_SCRIPT, key=key, seconds=seconds, connections=connections, threads=threads,
+                       env={"BENCH_PATHS": str(listing)})
 
 
 def interleaved(scenarios: Mapping[str, str], paths: list[str], *, rounds: int = 5, seconds: int = 3,
@@ -132,12 +163,32 @@ def interleaved(scenarios: Mapping[str, str], paths: list[str], *, rounds: int =
 
 
 def best(runs: list[LoadResult]) -> LoadResult:
-    return max(runs, key=lambda r: r.requests_per_s)
+    """The fastest run without a failed request (a failing server can be fast). Runs with failures are
+    left out, and ``spread`` says so; if every run had failures there is no best, and that is an error."""
+    clean = [r for r in runs if not r.errors]
+    if not clean:
+        raise RunsFailed("every run had failed requests: "
+                         + "; ".join(f"{r.name}: {r.errors}/{r.requests} ({r.detail})" for r in runs))
+    return max(clean, key=lambda r: r.requests_per_s)
+
+
+def checked(result: LoadResult) -> LoadResult:
+    """``result``, if none of its requests failed; a ratio must not stand on a run with failures."""
+    if result.errors:
+        raise RunsFailed(f"{result.name}: {result.errors}/{result.requests} requests failed ({result.detail})")
+    return result
 
 
 def spread(runs: list[LoadResult]) -> str:
-    rates = sorted(r.requests_per_s for r in runs)
-    return f"{rates[0]:,.0f}–{rates[-1]:,.0f}"
+    """req/s of the worst and best runs without failures, and how many runs had failures (left out of both)."""
+    clean = [r for r in runs if not r.errors]
+    failed = len(runs) - len(clean)
+    rates = sorted(r.requests_per_s for r in clean)
+    text = f"{rates[0]:,.0f}–{rates[-1]:,.0f}" if rates else "no run without failures"
+    if failed:
+        text += (f" (**{failed} of {len(runs)} runs had failed requests and were left out**: "
+                 + ", ".join(f"{r.errors}/{r.requests} {r.detail}" for r in runs if r.errors) + ")")
+    return text
 
 
 def _number(text: str, pattern: str) -> float:
@@ -155,12 +206,19 @@ def _latency(text: str, pct: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def _errors(text: str) -> int:
+def _errors(text: str) -> tuple[int, str]:
+    """Failed requests in wrk's output, and which kinds."""
+    counts: dict[str, int] = {}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if non2xx:
+        counts["non-2xx/3xx"] = int(non2xx.group(1))
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    return (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
+    if sock:
+        counts.update(zip(("connect", "read", "write", "timeout"), (int(g) for g in sock.groups()), strict=True))
+    found = {kind: n for kind, n in counts.items() if n}
+    return sum(found.values()), ", ".join(f"{kind} {n}" for kind, n in found.items())
 
 
 def table(title: str, results: list[LoadResult]) -> str:
-    head = f"\n{title}\n\n| scenario | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|\n"
-    return head + "\n".join(r.row() for r in results) + "\n"
+    head = ["scenario", "req/s", "p50 ms", "p99 ms", "errors"]
+    return f"\n{title}\n\n" + md_table(head, [r.cells() for r in results]) + "\n"

@@ -8,17 +8,12 @@ MONITOR feed for the run's own database counts the cache's pings.
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bench.harness import KEYS, server
+from bench.harness import KEYS, LoadResult, md_table, run_wrk, server
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
 from deploy.local import stack
 from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_port, url_with_port
@@ -65,10 +60,10 @@ def main(argv: list[str] | None = None) -> str:
     seconds = load.requests / load.requests_per_s
     report = (f"\n/health/ready, 1 worker, {CONNECTIONS} connections paced at {DELAY_MS} ms: "
               f"{load.requests} requests in {seconds:.1f} s ({load.requests_per_s:,.0f} req/s), "
-              f"{load.errors} errors, p99 {load.p99_ms:.1f} ms\n\n"
-              "| backend | pings | pings/s | requests per ping |\n|---|---|---|---|\n")
-    for name, count in pings.items():
-        report += f"| {name} | {count:.0f} | {count / seconds:.2f} | {load.requests / max(count, 1):,.0f} |\n"
+              f"{load.errors} errors{f' ({load.detail})' if load.detail else ''}, p99 {load.p99_ms:.1f} ms\n\n"
+              + md_table(["backend", "pings", "pings/s", "requests per ping"],
+                         [[name, f"{count:.0f}", f"{count / seconds:.2f}", f"{load.requests / max(count, 1):,.0f}"]
+                          for name, count in pings.items()]) + "\n")
     report += "\nTarget: at most ~4 backend pings per second per process in all.\n"
     print(report)
     return report
@@ -89,38 +84,9 @@ def _one_probe(base: str, proxies: dict[str, FaultProxy]) -> dict[str, int]:
     return one
 
 
-@dataclass(frozen=True)
-class Load:
-    requests: int
-    requests_per_s: float
-    errors: int
-    p99_ms: float
-
-
-def _paced(base: str, seconds: int) -> Load:
-    """wrk on /health/ready with every connection pausing between requests; bounded by ``seconds``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp, "paced.lua")
-        script.write_text(PACED % (PATH, DELAY_MS))
-        out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
-                              base], capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-    if p99 is None:
-        raise ValueError(f"wrk output lacks the 99% latency:\n{out}")
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return Load(int(_found(out, r"(\d+) requests in")), float(_found(out, r"Requests/sec:\s+([\d.]+)")),
-                int(non2xx.group(1)) if non2xx else 0, float(p99.group(1)) * scale)
-
-
-def _found(text: str, pattern: str) -> str:
-    match = re.search(pattern, text)
-    if match is None:
-        raise ValueError(f"wrk output lacks {pattern!r}:\n{text}")
-    return match.group(1)
-
-
-
+def _paced(base: str, seconds: int) -> LoadResult:
+    """wrk on /health/ready (no key: probes send none) with every connection pausing between requests."""
+    return run_wrk(PATH, base, PACED % (PATH, DELAY_MS), key=None, seconds=seconds, connections=CONNECTIONS)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,14 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 FRESH_FOR_LONG = {f"BIZFED_FRESHNESS_{source}": "600,0,600" for source in ("WAREHOUSE", "SALES", "ACCOUNTING")}
 
 
+def bench_redis(env: Mapping[str, str], db: int = 14) -> tuple[str, redis.Redis]:
+    """The URL of database ``db`` on the stack's Redis, and a client of it; the database starts empty."""
+    url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    return url, client
+
+
 def cached_env(env: Mapping[str, str], targets: LegacyTargets, redis_url: str) -> dict[str, str]:
     return server_env(env, targets, BIZFED_REDIS_URL=redis_url, **FRESH_FOR_LONG)
 

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pyodbc
 
-from bench.harness import ADMIN, LoadResult, seeded, server, server_env, table, wrk
+from bench.harness import ADMIN, LoadResult, md_table, seeded, server, server_env, table, wrk
 from bench.procs import cpu_seconds, pid_of, rss_kb, server_pid
 from deploy.legacy.schema import sales_as_odbc
 
@@ -40,9 +40,9 @@ class Busy:
     non_2xx: str
     pools: str
 
-    def row(self) -> str:
-        return (f"| {self.connections} | {self.worker_cpu:.0%} | {self.redis_cpu:.0%} | {self.non_2xx or 'none'} "
-                f"| {self.pools} |")
+    def cells(self) -> list[str]:
+        return [str(self.connections), f"{self.worker_cpu:.0%}", f"{self.redis_cpu:.0%}", self.non_2xx or "none",
+                self.pools]
 
 
 def _step(base: str, paths: list[str], connections: int, seconds: int, pid: int, redis_pid: int,
@@ -104,9 +104,8 @@ def main(argv: list[str] | None = None) -> str:
                             f"{args.scale}, 1 worker, wrk 2 threads", [r for r, _ in steps])
             report += ("\nWhat was busy (CPU as a share of one core; answers that were not 2xx, from the server's "
                        "counter; source pools mid-step, from /v1/sources)\n\n"
-                       "| connections | bizfed worker CPU | Redis CPU | non-2xx answers | pools |\n"
-                       "|---|---|---|---|---|\n"
-                       + "\n".join(b.row() for _, b in steps) + "\n")
+                       + md_table(["connections", "bizfed worker CPU", "Redis CPU", "non-2xx answers", "pools"],
+                                  [b.cells() for _, b in steps]) + "\n")
             samples = [rss_kb(pid)]
             stop = threading.Event()
 

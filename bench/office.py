@@ -247,6 +247,13 @@ def wait_live(client_factory: Callable[[], httpx.Client], what: str, timeout: fl
     raise RuntimeError(f"{what} did not come up within {timeout:g}s")
 
 
+def up(office: Office) -> Office:
+    """``office`` once both its servers answer."""
+    wait_live(office.cached, "the office server")
+    wait_live(office.direct, "the office server without cache")
+    return office
+
+
 @contextlib.contextmanager
 def namespaces(env: Mapping[str, str], targets: LegacyTargets, procs: Procs, rtt: float) -> Iterator[Office]:
     ns = Netns(str(os.getpid() % 100000))
@@ -291,9 +298,7 @@ def namespaces(env: Mapping[str, str], targets: LegacyTargets, procs: Procs, rtt
                             f"unknown\"), so the {rtt * 1000:g} ms round trip is added by the HQ-side relay, "
                             f"{delay * 1000:g} ms per chunk each way, and no packet loss is simulated") +
                         "; the link is cut with `ip link set … down` in the office namespace")
-        wait_live(office.cached, "the office server")
-        wait_live(office.direct, "the office server without cache")
-        yield office
+        yield up(office)
     finally:
         procs.stop_all()
         ns.delete()
@@ -336,9 +341,7 @@ def loopback(env: Mapping[str, str], targets: LegacyTargets, procs: Procs, rtt: 
         office = Office("loopback fault proxies", client("cached"), client("direct"), cut, restore,
                         f"fault proxies on loopback add {rtt * 500:g} ms per chunk each way (no separate network "
                         "stack, no packet loss); the link is cut by resetting and refusing at the proxies")
-        wait_live(office.cached, "the office server")
-        wait_live(office.direct, "the office server without cache")
-        yield office
+        yield up(office)
     finally:
         procs.stop_all()
         pg_proxy.stop()

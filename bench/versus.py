@@ -14,10 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import redis
-
 from bench.harness import ROOT, best, interleaved, seeded, server, spread, table
-from bench.hotpath import cached_env, hot_paths, start_ceiling, warm_up
+from bench.hotpath import bench_redis, cached_env, hot_paths, start_ceiling, warm_up
 
 
 @contextlib.contextmanager
@@ -40,9 +38,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with seeded(1, name="versus") as (env, targets), worktree(args.commit) as tree:
-        redis_url = env["BIZFED_REDIS_URL"].rsplit("/", 1)[0] + "/14"
-        client = redis.Redis.from_url(redis_url)
-        client.flushdb()
+        redis_url, client = bench_redis(env)
         senv = cached_env(env, targets, redis_url)
         with contextlib.ExitStack() as running:
             bases = {"this checkout": running.enter_context(server(senv)),

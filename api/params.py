@@ -94,11 +94,13 @@ def instant(name: str, raw: str) -> datetime:
         raise BadRequest(name, f"'{name}' is outside the years 0001 to 9999 once taken to UTC") from None
 
 
-def time_span(values: Mapping[str, Any]) -> None:
-    """``since`` must not be later than ``until``: the list would be empty for a reason the caller did not mean."""
+def time_span(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``since`` and ``until``, the first not later than the second: the list would be empty for a reason
+    the caller did not mean."""
     since, until = values.get("since"), values.get("until")
     if since is not None and until is not None and since > until:
         raise BadRequest("since", f"'since' ({since.isoformat()}) is later than 'until' ({until.isoformat()})")
+    return {"since": since, "until": until}
 
 
 def choice(*allowed: str) -> Parser:
@@ -110,24 +112,19 @@ def choice(*allowed: str) -> Parser:
     return parse
 
 
-def location_code(name: str, raw: str) -> str:
-    value = raw.strip().upper()
-    if not _CODE.match(value):
-        raise BadRequest(name, f"'{name}' must be a location code such as BCN1")
-    return value
+def _code(pattern: re.Pattern[str], what: str) -> Parser:
+    """A parser of codes written in capitals, whatever case they are sent in."""
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().upper()
+        if not pattern.match(value):
+            raise BadRequest(name, f"'{name}' must be {what}")
+        return value
+    return parse
 
 
-def country(name: str, raw: str) -> str:
-    if not _COUNTRY.match(raw.strip()):
-        raise BadRequest(name, f"'{name}' must be a two-letter ISO 3166 country code")
-    return raw.strip().upper()
-
-
-def acct_no(name: str, raw: str) -> str:
-    value = raw.strip().upper()
-    if not _ACCT.match(value):
-        raise BadRequest(name, f"'{name}' must be an account number of at most 10 letters or digits")
-    return value
+location_code = _code(_CODE, "a location code such as BCN1")
+country = _code(_COUNTRY, "a two-letter ISO 3166 country code")
+acct_no = _code(_ACCT, "an account number of at most 10 letters or digits")
 
 
 def sku(name: str, raw: str) -> str:

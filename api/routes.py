@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -18,6 +19,7 @@ from api.snapshots import snapshotted
 from federation import customers, invoices, locations, orders, products, sold_items
 from federation.context import RequestContext
 from federation.errors import BadRequest
+from federation.gateway import Gateway
 from federation.paging import Page
 from federation.queries import CustomerFilter, InvoiceFilter, ItemFilter, OrderFilter, SoldItemsFilter
 
@@ -55,6 +57,17 @@ def _page(request: Request, scope: str, page: Page[Any]) -> HTTPResponse:
     return envelope(request, _ctx(request), page.rows, cursor, page)
 
 
+Fetch = Callable[[Gateway, RequestContext, dict[str, Any], Any, int], Awaitable[Page[Any]]]
+
+
+async def _listed(request: Request, route: str, spec: dict[str, p.Parser], key: type, fetch: Fetch) -> HTTPResponse:
+    """A page of a list route: its parameters parsed, ``fetch(gateway, ctx, values, after, limit)``, a cursor on."""
+    values, scope, after = _paged(request, route, spec)
+    page = await fetch(services(request.app).gateway, _ctx(request), values, _key(after, key),
+                       values.get("limit", p.DEFAULT_LIMIT))
+    return _page(request, scope, page)
+
+
 def _key(value: Any, kind: type) -> Any:
     if value is None:
         return None
@@ -78,23 +91,19 @@ def _sane(value: Any, kind: type) -> bool:
 @openapi.definition(**docs.operation("locations"))
 @snapshotted
 async def list_locations(request: Request) -> HTTPResponse:
-    values, scope, after = _paged(request, "locations", {})
-    page = await locations.list_locations(services(request.app).gateway, _ctx(request), _key(after, str),
-                                          values.get("limit", p.DEFAULT_LIMIT))
-    return _page(request, scope, page)
+    return await _listed(request, "locations", {}, str,
+                         lambda gateway, ctx, _, after, limit: locations.list_locations(gateway, ctx, after, limit))
 
 
 @read(v1, "/products", ctx_role="reader")
 @openapi.definition(**docs.operation("products"))
 @snapshotted
 async def list_products(request: Request) -> HTTPResponse:
-    values, scope, after = _paged(request, "products", {"q": p.text, "location": p.location_code,
-                                                        "in_stock": p.boolean, "active": p.boolean})
-    where = ItemFilter(q=values.get("q"), location=values.get("location"), in_stock=values.get("in_stock"),
-                       active=values.get("active"))
-    page = await products.list_products(services(request.app).gateway, _ctx(request), where, _key(after, str),
-                                        values.get("limit", p.DEFAULT_LIMIT))
-    return _page(request, scope, page)
+    return await _listed(
+        request, "products", {"q": p.text, "location": p.location_code, "in_stock": p.boolean, "active": p.boolean},
+        str, lambda gateway, ctx, values, after, limit: products.list_products(
+            gateway, ctx, ItemFilter(q=values.get("q"), location=values.get("location"),
+                                     in_stock=values.get("in_stock"), active=values.get("active")), after, limit))
 
 
 @read(v1, "/products/<sku:str>", ctx_role="reader")
@@ -110,11 +119,10 @@ async def get_product(request: Request, sku: str) -> HTTPResponse:
 @openapi.definition(**docs.operation("customers"))
 @snapshotted
 async def list_customers(request: Request) -> HTTPResponse:
-    values, scope, after = _paged(request, "customers", {"q": p.text, "country": p.country})
-    where = CustomerFilter(q=values.get("q"), country=values.get("country"))
-    page = await customers.list_customers(services(request.app).gateway, _ctx(request), where, _key(after, int),
-                                          values.get("limit", p.DEFAULT_LIMIT), _today())
-    return _page(request, scope, page)
+    return await _listed(
+        request, "customers", {"q": p.text, "country": p.country}, int,
+        lambda gateway, ctx, values, after, limit: customers.list_customers(
+            gateway, ctx, CustomerFilter(q=values.get("q"), country=values.get("country")), after, limit, _today()))
 
 
 @read(v1, "/customers/<customer_id:str>", ctx_role="reader")
@@ -131,14 +139,12 @@ async def get_customer(request: Request, customer_id: str) -> HTTPResponse:
 @openapi.definition(**docs.operation("orders"))
 @snapshotted
 async def list_orders(request: Request) -> HTTPResponse:
-    values, scope, after = _paged(request, "orders", {
-        "customer_id": p.positive_int, "status": p.choice(*ORDER_STATUSES), "since": p.instant, "until": p.instant})
-    p.time_span(values)
-    where = OrderFilter(customer_id=values.get("customer_id"), status=values.get("status"),
-                        since=values.get("since"), until=values.get("until"))
-    page = await orders.list_orders(services(request.app).gateway, _ctx(request), where, _key(after, str),
-                                    values.get("limit", p.DEFAULT_LIMIT))
-    return _page(request, scope, page)
+    return await _listed(
+        request, "orders",
+        {"customer_id": p.positive_int, "status": p.choice(*ORDER_STATUSES), "since": p.instant, "until": p.instant},
+        str, lambda gateway, ctx, values, after, limit: orders.list_orders(
+            gateway, ctx, OrderFilter(customer_id=values.get("customer_id"), status=values.get("status"),
+                                      **p.time_span(values)), after, limit))
 
 
 @read(v1, "/orders/<order_no:str>", ctx_role="reader")
@@ -155,24 +161,20 @@ async def get_order(request: Request, order_no: str) -> HTTPResponse:
 @openapi.definition(**docs.operation("invoices"))
 @snapshotted
 async def list_invoices(request: Request) -> HTTPResponse:
-    values, scope, after = _paged(request, "invoices", {
-        "customer_id": p.positive_int, "acct_no": p.acct_no, "status": p.choice(*INVOICE_STATUSES),
-        "overdue": p.boolean})
-    where = InvoiceFilter(acct_no=values.get("acct_no"), status=values.get("status"),
-                          overdue=values.get("overdue"), today=_today())
-    page = await invoices.list_invoices(services(request.app).gateway, _ctx(request), where, values.get("customer_id"),
-                                        _key(after, str), values.get("limit", p.DEFAULT_LIMIT))
-    return _page(request, scope, page)
+    return await _listed(
+        request, "invoices", {"customer_id": p.positive_int, "acct_no": p.acct_no,
+                              "status": p.choice(*INVOICE_STATUSES), "overdue": p.boolean},
+        str, lambda gateway, ctx, values, after, limit: invoices.list_invoices(
+            gateway, ctx, InvoiceFilter(acct_no=values.get("acct_no"), status=values.get("status"),
+                                        overdue=values.get("overdue"), today=_today()),
+            values.get("customer_id"), after, limit))
 
 
 @read(v1, "/sold-items", ctx_role="reader")
 @openapi.definition(**docs.operation("sold_items"))
 @snapshotted
 async def list_sold_items(request: Request) -> HTTPResponse:
-    values, scope, after = _paged(request, "sold-items", {"since": p.instant, "until": p.instant,
-                                                          "location": p.location_code})
-    p.time_span(values)
-    where = SoldItemsFilter(since=values.get("since"), until=values.get("until"), location=values.get("location"))
-    page = await sold_items.list_sold_items(services(request.app).gateway, _ctx(request), where, _key(after, tuple),
-                                            values.get("limit", p.DEFAULT_LIMIT))
-    return _page(request, scope, page)
+    return await _listed(
+        request, "sold-items", {"since": p.instant, "until": p.instant, "location": p.location_code},
+        tuple, lambda gateway, ctx, values, after, limit: sold_items.list_sold_items(
+            gateway, ctx, SoldItemsFilter(location=values.get("location"), **p.time_span(values)), after, limit))

@@ -120,17 +120,12 @@ def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
     Sentinel the same bounds apply to asking the sentinels. A Cluster URL raises ``ValueError``.
     """
     address = parse_redis_url(url)
-    retry = Retry(NoBackoff(), retries)
+    # A full pool makes callers wait at most pool_timeout, then fail; every failure is retried at most once.
+    pooling: dict[str, Any] = {"max_connections": max_connections, "timeout": pool_timeout,
+                               "retry": Retry(NoBackoff(), retries), "health_check_interval": health_check_interval}
     if address.kind == "single":
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=pool_timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=retry,
-            health_check_interval=health_check_interval,
-        )
+        pool = BlockingConnectionPool.from_url(url, socket_timeout=timeout, socket_connect_timeout=connect_timeout,
+                                               **pooling)
         return Redis.from_pool(pool)
     if address.kind == "cluster":
         raise ValueError("redis+cluster:// is not supported yet: the cache's scripts span several keys, "
@@ -143,13 +138,10 @@ def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
         address.service,
         redis_class=_SentinelRedis,
         connection_pool_class=_BlockingSentinelPool,
-        max_connections=max_connections,
-        timeout=pool_timeout,
-        retry=retry,
-        health_check_interval=health_check_interval,
         db=address.db,
         username=address.username,
         password=address.password,
+        **pooling,
     )
     return client
 

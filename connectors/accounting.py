@@ -194,14 +194,10 @@ class AccountingConnector:
         keys = [padded(k, CUSTNO_WIDTH) for k in unique(text_or_none(a) for a in acct_nos) if len(k) <= CUSTNO_WIDTH]
         day = today_int(today)
 
-        def work(cur: pyodbc.Cursor) -> list[Row]:
-            rows: list[Row] = []
-            for chunk in chunked(keys):
-                cur.execute(_accounts_sql(len(chunk)), day, *chunk, *chunk)
-                rows.extend(cur.fetchall())
-            return rows
+        def statement(chunk: Sequence[str]) -> tuple[str, list[Any]]:
+            return _accounts_sql(len(chunk)), [day, *chunk, *chunk]
 
-        rows = await self._call(work) if keys else []
+        rows = await self._fetch_chunked(keys, statement)
         return {a.acct_no: a for a in convert_rows(rows, _account, source=SOURCE, what="account")}
 
     async def invoices(self, where: InvoiceFilter, after: str | None, limit: int) -> list[Invoice]:
@@ -223,14 +219,8 @@ class AccountingConnector:
         keys = [padded(o, ORDREF_WIDTH) for o in wanted]
         day = today_int(today)
 
-        def work(cur: pyodbc.Cursor) -> list[Row]:
-            rows: list[Row] = []
-            for chunk in chunked(keys):
-                cur.execute(f"{_INVOICE_SELECT} WHERE H.ORDREF IN ({_marks(len(chunk))}) ORDER BY H.INVNO", *chunk)
-                rows.extend(cur.fetchall())
-            return rows
-
-        rows = await self._call(work) if keys else []
+        rows = await self._fetch_chunked(keys, lambda chunk: (
+            f"{_INVOICE_SELECT} WHERE H.ORDREF IN ({_marks(len(chunk))}) ORDER BY H.INVNO", list(chunk)))
         found: dict[str, list[Invoice]] = {o: [] for o in wanted}
         for invoice in _InvoiceReader(day).read(rows):
             if invoice.order_no is not None:
@@ -240,14 +230,8 @@ class AccountingConnector:
     async def std_costs(self, skus: Sequence[str]) -> dict[str, Money]:
         keys = [padded(s, ITEMNO_WIDTH) for s in unique(canonical_sku(s) for s in skus) if len(s) <= ITEMNO_WIDTH]
 
-        def work(cur: pyodbc.Cursor) -> list[Row]:
-            rows: list[Row] = []
-            for chunk in chunked(keys):
-                cur.execute(f"SELECT ITEMNO, STDCOST FROM ICITEM WHERE ITEMNO IN ({_marks(len(chunk))})", *chunk)
-                rows.extend(cur.fetchall())
-            return rows
-
-        rows = await self._call(work) if keys else []
+        rows = await self._fetch_chunked(keys, lambda chunk: (
+            f"SELECT ITEMNO, STDCOST FROM ICITEM WHERE ITEMNO IN ({_marks(len(chunk))})", list(chunk)))
         return dict(convert_rows(rows, _std_cost, source=SOURCE, what="item cost"))
 
     # -- plumbing ----------------------------------------------------------
@@ -328,6 +312,22 @@ class AccountingConnector:
         finally:
             # after any failure the session starts afresh: a cancelled or broken cursor is not worth reviving
             self._checkin(session, keep=ok)
+
+    async def _fetch_chunked(self, keys: list[str],
+                             statement: Callable[[Sequence[str]], tuple[str, list[Any]]]) -> list[Row]:
+        """The rows of ``statement(chunk)`` (SQL and its parameters) for each chunk of ``keys``, in one call."""
+        if not keys:
+            return []
+
+        def work(cur: pyodbc.Cursor) -> list[Row]:
+            rows: list[Row] = []
+            for chunk in chunked(keys):
+                sql, parameters = statement(chunk)
+                cur.execute(sql, *parameters)
+                rows.extend(cur.fetchall())
+            return rows
+
+        return await self._call(work)
 
     async def _call(self, work: Work[T]) -> T:
         executor, slots, canceller = self._executor, self._slots, self._canceller

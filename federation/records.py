@@ -53,8 +53,20 @@ class Item:
     updated_at: datetime
 
 
+class _Stock:
+    """What is on hand and reserved of a SKU, somewhere; ``available`` is what is left to promise."""
+
+    __slots__ = ()
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
 @dataclass(slots=True)
-class ItemStock:
+class ItemStock(_Stock):
     """An item with its stock summed over the locations asked for."""
 
     sku: str
@@ -64,32 +76,20 @@ class ItemStock:
     on_hand: int
     reserved: int
 
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
-
 
 @dataclass(slots=True)
-class StockLevel:
+class StockLevel(_Stock):
     sku: str
     location: str
     on_hand: int
     reserved: int
 
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
-
 
 @dataclass(slots=True)
-class StockTotal:
+class StockTotal(_Stock):
     sku: str
     on_hand: int
     reserved: int
-
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
 
 
 @dataclass(slots=True)

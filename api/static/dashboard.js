@@ -5,7 +5,7 @@
   const POLL_MS = 2000;
   const HIDDEN_POLL_MS = 10000;
   const HISTORY_MS = 5 * 60 * 1000;
-  const SOURCES = ["warehouse", "sales", "accounting"];
+  const SOURCES = { warehouse: "Warehouse", sales: "Sales", accounting: "Accounting" };
   const SVG_NS = "http://www.w3.org/2000/svg";
   const LABELS = { up: "up", degraded: "degraded", down: "down", off: "off", unknown: "unknown" };
 
@@ -311,7 +311,7 @@
       samples.push({ t, req: state.requests, cache: state.cache && state.cache.counts });
       while (samples.length && samples[0].t < t - HISTORY_MS) samples.shift();
     }
-    for (const name of SOURCES) renderSource(name, state.sources[name]);
+    for (const name of Object.keys(SOURCES)) renderSource(name, state.sources[name]);
     renderCache(state.cache);
     renderCharts();
     setText(el(document, "#updated"), `last update ${new Date(t).toLocaleTimeString()}`);
@@ -369,6 +369,14 @@
     }
   });
 
+  // One tile per source, made from the page's template, in front of the cache's.
+  const template = document.getElementById("source-tile");
+  for (const [name, title] of Object.entries(SOURCES)) {
+    const tile = template.content.firstElementChild.cloneNode(true);
+    tile.dataset.tile = name;
+    setText(el(tile, "h2"), title);
+    template.before(tile);
+  }
   for (const tile of document.querySelectorAll("[data-tile]")) setState(tile, "unknown", "");
   loadHistory().then(poll);
 })();

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 import pyodbc
-from sqlalchemy import Select, func, insert, literal_column, select
+from sqlalchemy import TextClause, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bench.harness import md_table
@@ -129,17 +129,17 @@ def seed_accounting(odbc: str, n: int, rnd: random.Random) -> None:
 # -- the raw driver's statements ------------------------------------------------
 #
 # What a hand-written app on the bare drivers would send for the same rows: the connectors'
-# unfiltered list statements, written here from the legacy schemas, never taken from the connectors.
+# unfiltered list statements, written here from the legacy schemas, never taken from the connectors
+# (their text or their table objects), so the peer stays the same whatever the connectors become.
 
 WAREHOUSE_ITEMS = ("SELECT i.sku, i.name, i.unit, i.active, COALESCE(SUM(s.on_hand), 0), COALESCE(SUM(s.reserved), 0) "
                    "FROM items i LEFT JOIN stock s ON s.sku = i.sku{join_after}{where_after} "
                    "GROUP BY i.sku ORDER BY i.sku LIMIT %(limit)s")
-SALES_ORDER_HEADS = select(orders.c.order_no, orders.c.customer_id, orders.c.status, orders.c.ordered_at,
-                           orders.c.ship_from, orders.c.currency).order_by(orders.c.order_no)
+SALES_ORDER_HEADS = ("SELECT order_no, customer_id, status, ordered_at, ship_from, currency FROM orders{where_after} "
+                     "ORDER BY order_no LIMIT :limit")
 # each line rounded to the cent, then summed: exact in MariaDB's DECIMAL arithmetic
-SALES_LINE_TOTAL = func.round(order_lines.c.qty * order_lines.c.unit_price
-                              * (literal_column("100") - order_lines.c.discount_pct) * literal_column("0.01"),
-                              literal_column("2"))
+SALES_TOTALS = text("SELECT order_no, SUM(ROUND(qty * unit_price * (100 - discount_pct) * 0.01, 2)) FROM order_lines "
+                    "WHERE order_no IN :nos GROUP BY order_no").bindparams(bindparam("nos", expanding=True))
 ACCOUNTING_INVOICES = ("SELECT H.INVNO, H.CUSTNO, H.ORDREF, H.INVDT, H.DUEDT, H.CURRCD, H.AMTCENTS, H.TAXCENTS, "
                        "H.STATUS, COALESCE((SELECT SUM(P.AMTCENTS) FROM ARPAYM P WHERE P.INVNO = H.INVNO), 0) "
                        "FROM ARINVH H{where_after} ORDER BY H.INVNO OFFSET 0 ROWS FETCH NEXT {limit} ROWS ONLY")
@@ -153,9 +153,10 @@ def warehouse_items(after: str | None) -> tuple[str, dict[str, Any]]:
             {"limit": PAGE, "after": after})
 
 
-def sales_totals(order_nos: list[str]) -> Select[Any]:
-    return (select(order_lines.c.order_no, func.sum(SALES_LINE_TOTAL))
-            .where(order_lines.c.order_no.in_(order_nos)).group_by(order_lines.c.order_no))
+def sales_heads(after: str | None) -> tuple[TextClause, dict[str, Any]]:
+    if after is None:
+        return text(SALES_ORDER_HEADS.format(where_after="")), {"limit": PAGE}
+    return text(SALES_ORDER_HEADS.format(where_after=" WHERE order_no > :after")), {"limit": PAGE, "after": after}
 
 
 def accounting_invoices(after: str | None) -> tuple[str, list[Any]]:
@@ -243,10 +244,9 @@ def sales_pages(c: SalesConnector, conn: AsyncConnection) -> tuple[Page, Page]:
         return len(rows), rows[-1].order_no if rows else None
 
     async def raw(after: Any) -> tuple[int, Any]:
-        page = SALES_ORDER_HEADS if after is None else SALES_ORDER_HEADS.where(orders.c.order_no > after)
-        heads = (await conn.execute(page.limit(PAGE))).all()
+        heads = (await conn.execute(*sales_heads(after))).all()
         nos = [h[0] for h in heads]
-        (await conn.execute(sales_totals(nos))).all()
+        (await conn.execute(SALES_TOTALS, {"nos": nos})).all()
         return len(heads), nos[-1] if nos else None
 
     return connector, raw
@@ -359,7 +359,7 @@ def write_section(results: list[dict[str, Any]], rows: int, runs: int, load: tup
             f"Command: `.venv/bin/python -m bench.connectors --rows {rows} --runs {runs}` (local stack; throw-away\n"
             f"`*_benchconn` databases, {rows} items / orders / invoices). Each connector walks its whole list through\n"
             f"its public method in keyset pages of {PAGE} and builds records; the raw driver (psycopg / SQLAlchemy\n"
-            "Core rows / pyodbc) runs the same statements, written in `bench/connectors.py` from the legacy\n"
+            "text statements / pyodbc) runs the same statements, written in `bench/connectors.py` from the legacy\n"
             "schemas, on one connection and only fetches tuples. Each page is timed alone, connector and raw\n"
             f"alternately, best of {ROUNDS} rounds per page (the machine is shared; interference only adds time).\n"
             f"The whole measurement is made {runs} times on the same data; the table shows the run with the\n"

@@ -16,6 +16,7 @@ SOURCE_TIMEOUT = 1.0
 DEADLINE = 3.0
 RESET = 2.0
 FAIL_MAX = 3
+ACCOUNTING_TTL = 0.5
 TIGHT = {
     "BIZFED_SOURCE_TIMEOUT": str(SOURCE_TIMEOUT),
     "BIZFED_CONNECT_TIMEOUT": str(SOURCE_TIMEOUT),
@@ -24,7 +25,7 @@ TIGHT = {
     "BIZFED_BREAKER_RESET": str(RESET),
     "BIZFED_RETRY_ATTEMPTS": "2",
     # Accounting answers are fresh only briefly, so stale-if-error is what covers an outage.
-    "BIZFED_FRESHNESS_ACCOUNTING": "0.5,0,3600",
+    "BIZFED_FRESHNESS_ACCOUNTING": f"{ACCOUNTING_TTL},0,3600",
 }
 
 

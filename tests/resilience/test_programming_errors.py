@@ -4,15 +4,14 @@ real source faults still give partial answers and 503s."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.resilience.conftest import FAIL_MAX, Faults
+from tests.resilience.conftest import ACCOUNTING_TTL, FAIL_MAX, Faults
 from tests.security.support import check_problem
-from tests.servers import Server, flush_redis_db
+from tests.servers import Server, flush_redis_db, wait_for
 
 # tests/resilience/buggy_serve.py plants the bug: Accounting's invoices of an order are read, then
 # a field the result never had is read (an AttributeError, as a slip in our code would raise).
@@ -95,8 +94,16 @@ def test_a_bug_is_not_answered_with_a_stale_entry(buggy: Callable[..., Server]):
     first = server.get(f"/v1/orders/{order_no}", role="finance")
     assert first.status_code == 200, first.text
     assert first.json()["meta"]["sources"]["accounting"]["status"] == "ok"
-    time.sleep(0.8)  # past Accounting's 0.5 s freshness (tests/resilience/conftest.py), inside its hour of stale
-    check_problem(server.get(f"/v1/orders/{order_no}", role="finance"), 500)
+    # Hits until the entry is past Accounting's freshness (inside its hour of stale-if-error); then the refresh
+    # hits the bug, and a stale answer in its place would be a 200.
+    answers = []
+
+    def refreshed() -> bool:
+        answers.append(server.get(f"/v1/orders/{order_no}", role="finance"))
+        return answers[-1].status_code != 200 or answers[-1].json()["meta"]["sources"]["accounting"]["cache"] != "hit"
+
+    wait_for(refreshed, 10 * ACCOUNTING_TTL, "an answer that is no longer a fresh hit", interval=0.05)
+    check_problem(answers[-1], 500)
     accounting = server.get("/v1/sources", role="finance").json()["data"]["accounting"]
     assert accounting["last_error"] is None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,17 +75,54 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def seeded(scale: int, seed_value: int = 42, name: str = "bench") -> Iterator[tuple[dict[str, str], LegacyTargets]]:
-    """The stack's settings and throwaway legacy databases filled at ``scale``."""
+def private_redis() -> Iterator[str]:
+    """A Redis of the run's own on a free loopback port, nothing persisted; yields its URL (database 0).
+
+    The stack's Redis has its sixteen databases handed out to test modules, and benchmarks flush the
+    databases they use: on a Redis of their own that can never pull a running test's data away."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        with Path(tmp, "server.log").open("wb") as log:
+            proc = start_group([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                "no", "--dir", tmp], env=os.environ, cwd=Path(tmp), output=log)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {port}")
+                time.sleep(0.1)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            stop_group(proc)
+
+
+@contextlib.contextmanager
+def stack_env() -> Iterator[dict[str, str]]:
+    """The local stack's settings, with a Redis of the run's own (``private_redis``) in place of the stack's."""
     env = stack.up()
-    targets = LegacyTargets.from_env(env).renamed(f"{name}{scale}")
-    started = time.monotonic()
-    seed(targets, scale, seed_value, log=lambda *_: None)
-    print(f"bench: seeded scale {scale} in {time.monotonic() - started:.1f}s", flush=True)
-    try:
-        yield env, targets
-    finally:
-        drop_all(targets)
+    with private_redis() as redis_url:
+        yield {**env, "BIZFED_REDIS_URL": redis_url}
+
+
+@contextlib.contextmanager
+def seeded(scale: int, seed_value: int = 42, name: str = "bench") -> Iterator[tuple[dict[str, str], LegacyTargets]]:
+    """The stack's settings (``stack_env``) and throwaway legacy databases filled at ``scale``."""
+    with stack_env() as env:
+        targets = LegacyTargets.from_env(env).renamed(f"{name}{scale}")
+        started = time.monotonic()
+        seed(targets, scale, seed_value, log=lambda *_: None)
+        print(f"bench: seeded scale {scale} in {time.monotonic() - started:.1f}s", flush=True)
+        try:
+            yield env, targets
+        finally:
+            drop_all(targets)
 
 
 def server_env(env: Mapping[str, str], targets: LegacyTargets, **extra: str) -> dict[str, str]:

@@ -11,9 +11,9 @@ from sanic_ext import openapi
 from api.responses import dumps
 from api.services import services
 from federation.errors import BadRequest
+from federation.sources import SOURCES
 
 admin = Blueprint("admin", url_prefix="/v1/cache")
-SOURCES = ("warehouse", "sales", "accounting")
 MAX_TAGS = 500
 
 

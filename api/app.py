@@ -7,7 +7,6 @@ import gc
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
@@ -17,7 +16,7 @@ from sanic.response import BaseHTTPResponse, file
 
 from api.admin import admin
 from api.auth import KeyRing
-from api.dashboard import install_dashboard
+from api.dashboard import STATIC, install_dashboard
 from api.logs import install_request_log
 from api.metrics import install_metrics, route_label
 from api.openapi import openapi_routes
@@ -34,7 +33,6 @@ from federation.errors import Forbidden
 from federation.roles import grants
 
 log = logging.getLogger("bizfed.api")
-STATIC = Path(__file__).parent / "static"
 SWAGGER_UI = STATIC / "docs"   # swagger-ui-dist 5, vendored: it reads OpenAPI 3.1
 SANIC_CONFIG = {
     "OAS_UI_DEFAULT": "swagger",

@@ -12,17 +12,16 @@ from sanic.exceptions import NotFound
 from sanic.response import BaseHTTPResponse, file
 from sanic_ext import openapi
 
+from api.health import PROBE_TIMEOUT
 from api.logs import scrub
 from api.metrics import refresh_health
 from api.responses import dumps
 from api.routing import read
 from api.services import services
-from federation.sources import visible_to
+from federation.sources import SOURCES, visible_to
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
-PROBE_TIMEOUT = 1.0
-SOURCES = ("warehouse", "sales", "accounting")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 SECURITY_HEADERS = {

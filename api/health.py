@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from federation.sources import Probe, ProbeResult, probe
 
 REUSE_S = 1.0
+PROBE_TIMEOUT = 1.0   # seconds a due probe may take before its backend counts as not answering
 CACHE = "cache"
 
 

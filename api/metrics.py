@@ -23,6 +23,7 @@ from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic_ext import openapi
 from sanic_routing.route import Route
 
+from api.health import PROBE_TIMEOUT
 from api.ops import dependency_states
 from api.routing import read
 from api.services import services
@@ -325,7 +326,7 @@ async def refresh_health(request: Request, limit: float) -> dict[str, Any]:
 @read(metrics_bp, "/metrics")
 @openapi.exclude()
 async def scrape(request: Request) -> HTTPResponse:
-    await refresh_health(request, 1.0)
+    await refresh_health(request, PROBE_TIMEOUT)
     body = services(request.app).metrics.exposition()
     return HTTPResponse(body, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 

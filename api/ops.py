@@ -7,7 +7,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
-from api.health import CACHE
+from api.health import CACHE, PROBE_TIMEOUT
 from api.params import parse_query
 from api.responses import dumps, json_response
 from api.routing import read
@@ -15,7 +15,6 @@ from api.services import Services, services
 from federation.sources import source_states, visible_to
 
 ops = Blueprint("ops")
-PROBE_TIMEOUT = 1.0
 
 
 async def dependency_states(found: Services, limit: float = PROBE_TIMEOUT) -> dict[str, Any]:

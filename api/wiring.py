@@ -30,10 +30,10 @@ from federation.errors import SourceFailed
 from federation.gateway import Gateway
 from federation.policy import Observer, PolicyConfig, SourcePolicy, make_breaker
 from federation.ports import Source
+from federation.sources import SOURCES
 from federation.watcher import watch_warehouse
 
 log = logging.getLogger("bizfed.api")
-SOURCES = ("warehouse", "sales", "accounting")
 SourceFactory = Callable[[Settings], Mapping[str, Any]]
 
 

@@ -8,12 +8,13 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
+from federation.model import CENT
+
 log = logging.getLogger("connectors")
 
 R = TypeVar("R")
 T = TypeVar("T")
 
-CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
 
 # What a malformed value can raise while it is converted; anything else is a bug in our code and

@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 import pyodbc
 
 from connectors._batch import chunked, unique
+from connectors._deadline import GUARD_MARGIN
 from connectors._paging import keyset_page
-from connectors._values import CENT, ROW_ERRORS, cents, convert_rows, log, skipped_row, text_or_none, yyyymmdd
+from connectors._values import ROW_ERRORS, cents, convert_rows, log, skipped_row, text_or_none, yyyymmdd
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.model import CENT
 from federation.queries import InvoiceFilter
 from federation.records import Account, AccountStatus, Invoice, InvoiceStatus, Money
 from federation.spelling import canonical_sku, padded
@@ -31,7 +33,6 @@ Row = Sequence[Any]
 Work = Callable[[pyodbc.Cursor], T]
 
 SOURCE = "accounting"
-_GUARD_MARGIN = 1.0
 
 CUSTNO_WIDTH, INVNO_WIDTH, ORDREF_WIDTH, ITEMNO_WIDTH = 10, 12, 20, 20
 COST_CURRENCY = "EUR"
@@ -357,7 +358,7 @@ class AccountingConnector:
         outcome: asyncio.Future[T] = loop.create_future()
         future.add_done_callback(lambda done: _hand_back(loop, slots, done, outcome))
         try:
-            async with asyncio.timeout(self._login_timeout + self._query_timeout + _GUARD_MARGIN):
+            async with asyncio.timeout(self._login_timeout + self._query_timeout + GUARD_MARGIN):
                 return await outcome
         except TimeoutError as exc:
             _abandon(canceller, running)

@@ -40,9 +40,9 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Executable, Select
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
+from connectors._deadline import GUARD_MARGIN
 from connectors._paging import keyset_page
 from connectors._values import (
-    CENT,
     ROW_ERRORS,
     convert_rows,
     decimal,
@@ -54,6 +54,7 @@ from connectors._values import (
     utc,
 )
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.model import CENT
 from federation.queries import CustomerFilter, OrderFilter, SoldItemsFilter, SoldItemsKey
 from federation.records import (
     Customer,
@@ -72,7 +73,6 @@ T = TypeVar("T")
 Rows = Sequence[Any]
 
 SOURCE = "sales"
-_GUARD_MARGIN = 1.0
 _ORDER_STATUSES: dict[str, OrderStatus] = {
     "draft": "draft", "confirmed": "confirmed", "shipped": "shipped",
     "delivered": "delivered", "cancelled": "cancelled",
@@ -411,7 +411,7 @@ class SalesConnector:
         connected = False
         self._waiting += 1
         try:
-            async with asyncio.timeout(self._connect_timeout + self._query_timeout + _GUARD_MARGIN):
+            async with asyncio.timeout(self._connect_timeout + self._query_timeout + GUARD_MARGIN):
                 async with engine.connect() as conn:
                     connected = True
                     self._waiting -= 1

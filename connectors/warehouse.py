@@ -16,6 +16,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
+from connectors._deadline import GUARD_MARGIN
 from connectors._paging import keyset_page
 from connectors._values import ROW_ERRORS, convert_rows, skipped_row, utc
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
@@ -28,9 +29,6 @@ Conn = psycopg.AsyncConnection[TupleRow]
 Params = dict[str, Any]
 
 SOURCE = "warehouse"
-# The client-side deadline is a backstop for a hung network; the server's
-# statement_timeout is meant to fire first, leaving the connection reusable.
-_GUARD_MARGIN = 1.0
 
 _LOCATIONS = "SELECT code, name, city, country, timezone FROM locations ORDER BY code"
 _ITEM = ("SELECT sku, name, description, unit, weight_grams, active, updated_at "
@@ -228,7 +226,7 @@ class WarehouseConnector:
             raise QueryFailed(SOURCE, "query rejected") from exc
 
     async def _attempt(self, pool: AsyncConnectionPool[Conn], work: Callable[[Conn], Awaitable[T]]) -> T:
-        async with asyncio.timeout(self._connect_timeout + self._query_timeout + _GUARD_MARGIN):
+        async with asyncio.timeout(self._connect_timeout + self._query_timeout + GUARD_MARGIN):
             async with pool.connection() as conn:
                 self._in_use += 1
                 try:

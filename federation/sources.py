@@ -11,6 +11,7 @@ from typing import Any
 from federation.policy import SourcePolicy
 from federation.roles import FINANCE_ROLES
 
+SOURCES = ("warehouse", "sales", "accounting")   # the legacy systems the core federates
 Probe = Callable[[], Awaitable[None]]
 
 # Sources whose traffic only some roles may see: the figures of their calls (counts, latency, errors,

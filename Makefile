@@ -8,7 +8,7 @@ SEED   ?= 42
 PORT   ?= 8000
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test lint stack-up stack-down seed bench bench-scale bench-connectors clean docs fuzz replicas office
+.PHONY: venv demo test test-fast lint stack-up stack-down seed bench bench-scale bench-connectors clean docs fuzz replicas office
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -45,6 +45,10 @@ lint: venv
 test: venv lint
 	@$(BIN)/python -m deploy.local.stack up --tools
 	$(BIN)/pytest
+
+# The federation's rules over in-memory fakes of the sources, with the unit and house tests: no server needed.
+test-fast: venv
+	$(BIN)/pytest tests/fast tests/unit tests/test_house.py -q
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -125,6 +125,20 @@ def seeded(scale: int, seed_value: int = 42, name: str = "bench") -> Iterator[tu
             drop_all(targets)
 
 
+@contextlib.contextmanager
+def worktree(commit: str) -> Iterator[Path]:
+    """``commit`` checked out, detached, in a temporary git worktree of this repository; removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="bizfed-tree-") as tmp:
+        path = Path(tmp, "tree")
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit],
+                       check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False,
+                           capture_output=True)
+
+
 def server_env(env: Mapping[str, str], targets: LegacyTargets, **extra: str) -> dict[str, str]:
     # The rate limiter runs as in production, with a limit no run can reach.
     return {**os.environ, **env, "BIZFED_WAREHOUSE_DSN": targets.warehouse_dsn,

@@ -9,26 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
-from bench.harness import ROOT, best, interleaved, seeded, server, spread, table
+from bench.harness import best, interleaved, seeded, server, spread, table, worktree
 from bench.hotpath import bench_redis, cached_env, hot_paths, start_ceiling, warm_up
-
-
-@contextlib.contextmanager
-def worktree(commit: str) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="bizfed-versus-") as tmp:
-        path = Path(tmp, "tree")
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), commit],
-                       check=True, capture_output=True)
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False,
-                           capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> str:

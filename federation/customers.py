@@ -7,7 +7,7 @@ from typing import Any
 
 from federation.context import RequestContext
 from federation.errors import NotFound
-from federation.fanout import optional
+from federation.fanout import abandon, optional
 from federation.gateway import Gateway
 from federation.model import account, amount_in
 from federation.paging import Page, page_of
@@ -41,7 +41,7 @@ async def list_customers(gw: Gateway, ctx: RequestContext, where: CustomerFilter
 
 async def get_customer(gw: Gateway, ctx: RequestContext, customer_id: int, today: Any) -> dict[str, Any]:
     tags = (customer_tag(customer_id),)
-    stats_task = asyncio.ensure_future(optional(gw.ask(ctx, "sales", "order_stats", (customer_id,), tags=tags)))
+    stats_task = asyncio.ensure_future(gw.ask(ctx, "sales", "order_stats", (customer_id,), tags=tags))
     try:
         customer: Customer | None = await gw.primary(ctx, "sales", "customer", customer_id, tags=tags)
         if customer is None:
@@ -53,9 +53,9 @@ async def get_customer(gw: Gateway, ctx: RequestContext, customer_id: int, today
             found = await optional(gw.ask(ctx, "accounting", "accounts", (customer.acct_no,), today,
                                           tags=(customer.acct_no,)))
             acc = found.get(customer.acct_no) if found else None
-        stats: dict[int, OrderStats] | None = await stats_task
+        stats: dict[int, OrderStats] | None = await optional(stats_task)
     finally:
-        stats_task.cancel()
+        abandon([stats_task])
     order_stats = stats.get(customer_id) if stats is not None else None
     return {
         "id": customer.id, "name": customer.name, "email": customer.email, "country": customer.country,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from federation.errors import FederationError, SourceFailed
@@ -20,6 +20,21 @@ async def optional(call: Awaitable[T]) -> T | None:
         return await call
     except SourceFailed:
         return None
+
+
+def abandon(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel calls whose answer is no longer wanted; a failure one had or has meanwhile is let go.
+
+    Unretrieved, such a failure would be logged as "Task exception was never retrieved".
+    """
+    for task in tasks:
+        task.cancel()
+        task.add_done_callback(_let_go)
+
+
+def _let_go(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def nothing() -> None:

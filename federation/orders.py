@@ -8,7 +8,7 @@ from typing import Any
 
 from federation.context import RequestContext
 from federation.errors import NotFound
-from federation.fanout import optional
+from federation.fanout import abandon, optional
 from federation.gateway import Gateway
 from federation.model import amount_in, fulfilment, invoice_in_order, money, payment_status
 from federation.paging import Page, page_of
@@ -34,24 +34,24 @@ async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date
     tags = (order_no,)
     nos = (order_no,)
     # Everything keyed by the order number starts at once, the customer too: the cost is the slowest call.
+    # Tasks of the calls themselves, made optional only when awaited: a task cancelled before it ran
+    # then leaves no coroutine behind that was never awaited.
     lines_t = asyncio.ensure_future(gw.primary(ctx, "sales", "order_lines", order_no, tags=tags))
-    customer_t = asyncio.ensure_future(optional(gw.ask(ctx, "sales", "order_customer", order_no, tags=tags)))
-    shipped_t = asyncio.ensure_future(optional(gw.ask(ctx, "warehouse", "shipped", nos, tags=tags)))
-    invoices_t = (asyncio.ensure_future(optional(gw.ask(ctx, "accounting", "invoices_for_orders", nos, today,
-                                                          tags=tags)))
+    customer_t = asyncio.ensure_future(gw.ask(ctx, "sales", "order_customer", order_no, tags=tags))
+    shipped_t = asyncio.ensure_future(gw.ask(ctx, "warehouse", "shipped", nos, tags=tags))
+    invoices_t = (asyncio.ensure_future(gw.ask(ctx, "accounting", "invoices_for_orders", nos, today, tags=tags))
                   if ctx.finance else None)
     pending = [t for t in (lines_t, customer_t, shipped_t, invoices_t) if t is not None]
     try:
         order: Order | None = await gw.primary(ctx, "sales", "order", order_no, tags=tags)
         if order is None:
             raise NotFound("order", order_no)
-        customer: Customer | None = await customer_t
+        customer: Customer | None = await optional(customer_t)
         lines: list[OrderLine] = await lines_t
-        shipped: dict[tuple[str, str], int] | None = await shipped_t
-        invoices: dict[str, list[Invoice]] | None = await invoices_t if invoices_t else None
+        shipped: dict[tuple[str, str], int] | None = await optional(shipped_t)
+        invoices: dict[str, list[Invoice]] | None = await optional(invoices_t) if invoices_t else None
     finally:
-        for task in pending:
-            task.cancel()
+        abandon(pending)
     if not ctx.finance:
         ctx.redact(*INVOICE_FIELDS)
     line_rows = []

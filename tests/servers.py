@@ -158,7 +158,7 @@ def launch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
                                 str(port), "--workers", str(workers)], env=full, cwd=REPO, output=log)
         running.append(proc)
         server = Server(f"http://127.0.0.1:{port}", log_path, proc)
-        _wait_live(server)
+        wait_live(server.base, proc, log_path)
         return server
 
     yield launch
@@ -166,16 +166,17 @@ def launch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         stop_group(proc)
 
 
-def _wait_live(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def wait_live(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = START_TIMEOUT_S) -> None:
+    """Return once `bizfed serve` at ``base`` answers /health/live; fail with its log if it exits or stays dark."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"bizfed serve exited with {server.proc.returncode}:\n{server.log_text()[-4000:]}")
+        if proc.poll() is not None:
+            pytest.fail(f"bizfed serve exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.base}/health/live", timeout=1.0).status_code == 200:
+            if httpx.get(f"{base}/health/live", timeout=1.0).status_code == 200:
                 return
         time.sleep(0.2)
-    pytest.fail(f"bizfed serve not live within {START_TIMEOUT_S:.0f}s:\n{server.log_text()[-4000:]}")
+    pytest.fail(f"bizfed serve not live within {timeout:.0f}s:\n{log_path.read_text(errors='replace')[-4000:]}")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:

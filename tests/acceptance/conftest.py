@@ -7,22 +7,19 @@ seed, so each dataset is seeded once, served by one server, and dropped before t
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 
 from deploy.legacy.schema import LegacyTargets, drop_all
 from deploy.local.process import start_group, stop_group
 from tests.acceptance.oracle import Oracle
 from tests.acceptance.support import API_KEYS_ENV, Api
+from tests.servers import free_port, redis_with, wait_live
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = (42, 7)
@@ -67,17 +64,6 @@ def _oracle(dataset: Dataset) -> Iterator[Oracle]:
         oracle.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-
-
 @dataclass(frozen=True)
 class Server:
     url: str
@@ -93,12 +79,12 @@ class Server:
 def _server(dataset: Dataset, stack_env: dict[str, str], redis_url: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`bizfed serve` on a free port over the dataset, with the cache off."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **stack_env,
            "BIZFED_WAREHOUSE_DSN": dataset.targets.warehouse_dsn,
            "BIZFED_SALES_URL": dataset.targets.sales_url,
            "BIZFED_ACCOUNTING_ODBC": dataset.targets.accounting_odbc,
-           "BIZFED_REDIS_URL": _redis_db(redis_url, REDIS_DB),
+           "BIZFED_REDIS_URL": redis_with(redis_url, db=REDIS_DB),
            "BIZFED_API_KEYS": API_KEYS_ENV,
            "BIZFED_CACHE": "off"}
     env.pop("BIZFED_ENV_FILE", None)
@@ -108,25 +94,10 @@ def _server(dataset: Dataset, stack_env: dict[str, str], redis_url: str,
                             "--workers", "1"], env=env, cwd=REPO, output=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_live(base, proc, log_path)
+        wait_live(base, proc, log_path, START_TIMEOUT_S)
         yield Server(base, proc, log_path)
     finally:
         stop_group(proc)
-
-
-def _wait_live(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"bizfed serve exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(f"{base}/health/live", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"bizfed serve not live within {START_TIMEOUT_S:.0f}s:\n"
-                f"{log_path.read_text(errors='replace')[-4000:]}")
 
 
 @pytest.fixture(name="api", scope="session")

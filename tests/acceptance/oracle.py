@@ -167,11 +167,7 @@ class Oracle:
     @cached_property
     def stock_totals(self) -> dict[str, tuple[int, int, int]]:
         """(on_hand, reserved, available) summed over every location; items without rows are 0."""
-        rows = self.wh_rows(
-            "SELECT i.sku, COALESCE(SUM(s.on_hand), 0), COALESCE(SUM(s.reserved), 0), "
-            "COALESCE(SUM(s.on_hand - s.reserved), 0) FROM items i LEFT JOIN stock s ON s.sku = i.sku "
-            "GROUP BY i.sku")
-        return {sku: (int(a), int(b), int(c)) for sku, a, b, c in rows}
+        return {sku: (a, b, c) for sku, a, b, c in self.product_keys()}
 
     @cached_property
     def shipped(self) -> dict[tuple[str, str], int]:
@@ -396,6 +392,17 @@ class Oracle:
                 "on_hand": on_hand, "reserved": reserved, "available": available,
                 "list_price": money(listing[1], listing[2]) if listing else None,
                 "std_cost": cents(cost, "EUR") if finance and cost is not None else None}
+
+    def whole_list(self, path: str, *, finance: bool = True) -> list[Row]:
+        """Every row of the unfiltered list resource at ``path``, as a finance user (or a reader) gets it."""
+        return {
+            "/v1/locations": lambda: self.locations,
+            "/v1/products": lambda: self.product_list(finance=finance),
+            "/v1/customers": lambda: self.customer_list(finance=finance),
+            "/v1/orders": self.order_list,
+            "/v1/invoices": self.invoice_list,
+            "/v1/sold-items": self.sold_items,
+        }[path]()
 
     def product_list(self, *, finance: bool = True, **filters: Any) -> list[Row]:
         return [self.product_row(sku, finance=finance, stock=(a, b, c))

@@ -167,39 +167,27 @@ def test_reader_sees_no_accounting_fields_in_details(api: Api, oracle: Oracle, s
 # -- whole lists -------------------------------------------------------------------
 
 
-def test_locations_whole_list(api: Api, oracle: Oracle) -> None:
-    """/v1/locations lists every warehouse location once, by code, with every field as stored."""
-    compare_list(oracle.locations, api.walk("/v1/locations", role="reader"), "code", "locations")
+WHOLE = pytest.mark.whole_list
 
 
-@pytest.mark.whole_list
-def test_products_whole_list(api: Api, oracle: Oracle) -> None:
-    """Every item (active or not) once, by SKU, with stock summed over locations, list price and std cost."""
-    compare_list(oracle.product_list(), api.walk("/v1/products"), "sku", "products")
-
-
-@pytest.mark.whole_list
-def test_customers_whole_list(api: Api, oracle: Oracle) -> None:
-    """Every customer once, by id, with account status and open balance from Accounting."""
-    compare_list(oracle.customer_list(), api.walk("/v1/customers"), "id", "customers")
-
-
-@pytest.mark.whole_list
-def test_orders_whole_list(api: Api, oracle: Oracle) -> None:
-    """Every order (any status) once, by order number, with its total as the sum of rounded line totals."""
-    compare_list(oracle.order_list(), api.walk("/v1/orders"), "order_no", "orders")
-
-
-@pytest.mark.whole_list
-def test_invoices_whole_list(api: Api, oracle: Oracle) -> None:
-    """Every invoice once, by number, with paid, balance, overdue, customer and order links as SQL derives them."""
-    compare_list(oracle.invoice_list(), api.walk("/v1/invoices"), "invno", "invoices")
-
-
-@pytest.mark.whole_list
-def test_sold_items_whole_list(api: Api, oracle: Oracle) -> None:
-    """Unfiltered sold-items sums every counted line per SKU, ranked by units sold then SKU."""
-    compare_list(oracle.sold_items(), api.walk("/v1/sold-items", role="reader"), "sku", "sold-items")
+@pytest.mark.parametrize(("path", "key", "role"), [
+    # every warehouse location once, by code, with every field as stored
+    pytest.param("/v1/locations", "code", "reader", id="locations"),
+    # every item (active or not) once, by SKU, with stock summed over locations, list price and std cost
+    pytest.param("/v1/products", "sku", "finance", marks=WHOLE, id="products"),
+    # every customer once, by id, with account status and open balance from Accounting
+    pytest.param("/v1/customers", "id", "finance", marks=WHOLE, id="customers"),
+    # every order (any status) once, by order number, with its total as the sum of rounded line totals
+    pytest.param("/v1/orders", "order_no", "finance", marks=WHOLE, id="orders"),
+    # every invoice once, by number, with paid, balance, overdue, customer and order links as SQL derives them
+    pytest.param("/v1/invoices", "invno", "finance", marks=WHOLE, id="invoices"),
+    # unfiltered sold-items: every counted line summed per SKU, ranked by units sold then SKU
+    pytest.param("/v1/sold-items", "sku", "reader", marks=WHOLE, id="sold-items"),
+])
+def test_whole_list(api: Api, oracle: Oracle, path: str, key: str, role: str) -> None:
+    """A list resource walked whole holds every row once, in its key order, with every field as SQL derives it."""
+    compare_list(oracle.whole_list(path, finance=role != "reader"), api.walk(path, role=role), key,
+                 path.removeprefix("/v1/"))
 
 
 @pytest.mark.whole_list

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -17,6 +18,7 @@ from federation.errors import SourceTimeout
 from federation.queries import InvoiceFilter
 from federation.records import Account, Invoice, Money
 from tests.connectors.conftest import CONNECT_TIMEOUT, QUERY_TIMEOUT
+from tests.servers import odbc_value
 
 TODAY = date(2024, 6, 15)
 ARCUST = [  # CUSTNO, CUSTNM, CRLIMIT, CURRCD, STATUS
@@ -237,14 +239,12 @@ async def test_abandoned_statement_is_cancelled_on_the_server(empty_legacy: Lega
              "information_schema.columns c")
     with pytest.raises(SourceTimeout):
         await connector._call(lambda cur: cur.execute(heavy).fetchall())
-    database = empty_legacy.accounting_odbc.split("DATABASE=")[1].split(";")[0]
+    database = odbc_value(empty_legacy.accounting_odbc, "DATABASE")
+    deadline = time.monotonic() + 10 * 1.0   # ten query timeouts for the server to end the statement
     with pyodbc.connect(empty_legacy.accounting_odbc, autocommit=True, timeout=5) as conn:
-        for _ in range(30):
-            running = conn.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? "
-                                   "AND INFO LIKE '%information_schema.columns a,%' AND ID <> CONNECTION_ID()",
-                                   database).fetchone()[0]
-            if running == 0:
-                break
+        while running := conn.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? "
+                                      "AND INFO LIKE '%information_schema.columns a,%' AND ID <> CONNECTION_ID()",
+                                      database).fetchone()[0]:
+            assert time.monotonic() < deadline, f"{running} abandoned statement(s) still running on the server"
             await asyncio.sleep(0.1)
-    assert running == 0
     await connector.ping()

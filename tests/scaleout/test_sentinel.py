@@ -48,7 +48,7 @@ def test_failover_under_load_gives_no_5xx_and_hits_return(ha: RedisHA, server: S
     old_primary = ha.primary_port
     load = Load(server.base).start()
     try:
-        time.sleep(1.0)
+        wait_for(lambda: load.total > 20, 30, "the load thread is under way")
         before = load.total
         ha.kill_primary()
         killed_at = time.monotonic()
@@ -56,7 +56,8 @@ def test_failover_under_load_gives_no_5xx_and_hits_return(ha: RedisHA, server: S
         elected_after = time.monotonic() - killed_at
         wait_for(lambda: ha.role(ha.replica_port) == "master", 10, "the replica takes the primary role")
         wait_for(lambda: _cache_states(server) == {"hit"}, 15, "cached reads come back from the new primary")
-        time.sleep(1.0)
+        recovered = load.total
+        wait_for(lambda: load.total > recovered + 20, 30, "the load goes on against the new primary")
     finally:
         load.stop()
     print(f"failover: elected after {elected_after:.1f}s; {load.total} requests, {dict(load.statuses)}, "

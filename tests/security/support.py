@@ -13,6 +13,7 @@ from psycopg import sql
 
 from deploy.legacy.schema import LegacyTargets, sales_as_odbc
 from deploy.local.addresses import dsn_port, odbc_port
+from tests.servers import odbc_value
 
 # Words that would betray a stack trace, SQL or driver text, or a connection string in a response.
 LEAK_MARKERS = ("Traceback", 'File "', ".py\"", "/work/", "site-packages", "psycopg", "pyodbc", "asyncmy",
@@ -25,7 +26,7 @@ def leak_markers(targets: LegacyTargets) -> tuple[str, ...]:
     """The static markers plus this dataset's database names and server ports."""
     names = [str(psycopg.conninfo.conninfo_to_dict(targets.warehouse_dsn)["dbname"]),
              targets.sales_url.rsplit("/", 1)[-1].split("?")[0],
-             _odbc_value(targets.accounting_odbc, "DATABASE")]
+             odbc_value(targets.accounting_odbc, "DATABASE")]
     ports = [f":{dsn_port(targets.warehouse_dsn)}", f":{odbc_port(targets.accounting_odbc)}"]
     return (*LEAK_MARKERS, *names, *ports)
 
@@ -50,14 +51,6 @@ def check_problem(response: httpx.Response, status: int | tuple[int, ...], marke
     found = leaks(response.text, markers)
     assert not found, f"{label}: the problem leaks {found}: {response.text[:300]}"
     return body
-
-
-def _odbc_value(odbc: str, key: str) -> str:
-    for part in odbc.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().upper() == key:
-            return value.strip()
-    raise KeyError(key)
 
 
 def legacy_checksums(targets: LegacyTargets) -> dict[str, str]:
@@ -97,7 +90,7 @@ def _postgres_checksums(dsn: str) -> dict[str, str]:
 
 def _mariadb_checksums(system: str, odbc: str) -> dict[str, str]:
     sums: dict[str, str] = {}
-    database = _odbc_value(odbc, "DATABASE")
+    database = odbc_value(odbc, "DATABASE")
     with pyodbc.connect(odbc, autocommit=True, timeout=10) as conn:
         tables = [row[0] for row in conn.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'").fetchall()]
         shape = conn.execute(

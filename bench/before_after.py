@@ -171,8 +171,8 @@ def report(benches: list[Bench], results: dict[str, dict[str, list[dict[str, flo
              "Both commits are checked out into temporary git worktrees ($TREE). Each benchmark runs "
              f"{rounds * 2} times, before and after in turn ({', '.join(['before, after'] * rounds)}), with the "
              "command beside it, from inside $TREE with the product of $TREE alone on the path (checked: "
-             + "; ".join(f"{side} imports `{path}`" for side, path in products.items()) + "). The earlier tree is "
-             "measured by the later tree's `bench/`: "
+             + "; ".join(f"{side} imports `$TREE/{path}`" for side, path in products.items())
+             + "). The earlier tree is measured by the later tree's `bench/`: "
              + ("; ".join(notes) if notes else "nothing needed adapting") + ". A figure is a ratio against the "
              "peer named beside it, measured in the same run, except where the peer says none. Noise is the "
              "larger spread (range / mean) between the runs of one tree; a change within it is not a change.",
@@ -195,7 +195,8 @@ def report(benches: list[Bench], results: dict[str, dict[str, list[dict[str, flo
         lines += [(f"Verdict: worse beyond noise for {', '.join(flagged)}." if flagged else
                    "Verdict: not worse beyond noise; every figure moved less than the spread between two runs "
                    "of the same tree."), ""]
-    lines.append(f"Measured {datetime.now(UTC):%Y-%m-%d} on the shared development machine ({os.cpu_count()} CPUs, "
+    lines.append("Each run's whole output is kept with `--keep DIR`. "
+                 f"Measured {datetime.now(UTC):%Y-%m-%d} on the shared development machine ({os.cpu_count()} CPUs, "
                  f"load average {load[0]:.1f} at the start and {load[1]:.1f} at the end).")
     return "\n".join(lines) + "\n"
 

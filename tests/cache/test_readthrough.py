@@ -53,6 +53,17 @@ def short(ttl: float = 0.3, swr: float = 0.0, sie: float = 0.0) -> dict[str, Fre
     return {"warehouse": Freshness(ttl=ttl, stale_while_revalidate=swr, stale_if_error=sie)}
 
 
+async def _stored_then_aged(make_cache: MakeCache, freshness: dict[str, Freshness], value: str,
+                            ahead: float) -> tuple[RedisCache, Loader]:
+    """A cache holding ``value`` under "k", loaded once, with its clock then moved ``ahead`` seconds on."""
+    clock = Clock()
+    cache = make_cache(freshness, clock=clock)
+    load = Loader(value)
+    await cache.fetch("warehouse", "k", (), load)
+    clock.ahead = ahead
+    return cache, load
+
+
 async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
     deadline = time.monotonic() + limit
     while not predicate():
@@ -82,11 +93,7 @@ async def test_entry_key_is_versioned_and_kept_for_ttl_plus_longest_stale_window
 
 async def test_stale_while_revalidate_serves_stale_and_refreshes_once(make_cache: MakeCache) -> None:
     """Past the TTL but within SWR, every fetch gets the old value at once and one background load refreshes it."""
-    clock = Clock()
-    cache = make_cache(short(ttl=0.3, swr=30), clock=clock)
-    load = Loader("old")
-    await cache.fetch("warehouse", "k", (), load)
-    clock.ahead = 10 * 0.3
+    cache, load = await _stored_then_aged(make_cache, short(ttl=0.3, swr=30), "old", ahead=10 * 0.3)
     load.value, load.gate = "new", asyncio.Event()
     served = await asyncio.gather(*(cache.fetch("warehouse", "k", (), load) for _ in range(20)))
     served.append(await cache.fetch("warehouse", "k", (), load))
@@ -103,11 +110,7 @@ async def test_stale_while_revalidate_serves_stale_and_refreshes_once(make_cache
 
 async def test_stale_if_error_serves_last_good_value_with_the_reason(make_cache: MakeCache) -> None:
     """Past the TTL, a load failing with SourceFailed yields the old value as stale with the failure's reason."""
-    clock = Clock()
-    cache = make_cache(short(ttl=0.2, sie=30), clock=clock)
-    load = Loader("good")
-    await cache.fetch("warehouse", "k", (), load)
-    clock.ahead = 10 * 0.2
+    cache, load = await _stored_then_aged(make_cache, short(ttl=0.2, sie=30), "good", ahead=10 * 0.2)
     load.error = "timeout"
     cached = await cache.fetch("warehouse", "k", (), load)
     assert (cached.state, cached.value, cached.error) == ("stale", "good", "timeout")
@@ -117,11 +120,7 @@ async def test_stale_if_error_serves_last_good_value_with_the_reason(make_cache:
 
 async def test_past_stale_if_error_the_source_failure_propagates(make_cache: MakeCache) -> None:
     """Once an entry is older than ttl + stale-if-error, the load's SourceFailed reaches the caller."""
-    clock = Clock()
-    cache = make_cache(short(ttl=1, sie=5), clock=clock)
-    load = Loader("good")
-    await cache.fetch("warehouse", "k", (), load)
-    clock.ahead = 10 * (1 + 5)
+    cache, load = await _stored_then_aged(make_cache, short(ttl=1, sie=5), "good", ahead=10 * (1 + 5))
     load.error = "circuit open"
     with pytest.raises(SourceFailed) as caught:
         await cache.fetch("warehouse", "k", (), load)

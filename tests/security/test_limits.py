@@ -112,7 +112,8 @@ def test_slow_client_is_cut_off(server: Server) -> None:
 
 def test_a_500_names_only_its_request_id() -> None:
     """An unexpected error becomes a 500 problem whose only specifics are the request id: no message, no trace."""
-    request = cast(Any, SimpleNamespace(ctx=SimpleNamespace(request_id="rid-123")))
+    # A request of an app whose services are not built yet: nothing to count the error in.
+    request = cast(Any, SimpleNamespace(ctx=SimpleNamespace(request_id="rid-123"), app=SimpleNamespace(ctx=None)))
     secret = "postgresql://bizfed:hunter2@db.internal:5432/warehouse SELECT * FROM items"
     response = to_problem(request, RuntimeError(secret))
     assert response.status == 500

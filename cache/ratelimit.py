@@ -58,6 +58,7 @@ class RateLimiter:
         self._counts: dict[str, _Count] = {}
         self._sync: asyncio.Task[None] | None = None
         self._availability = availability
+        self._failing_open = False   # this limiter's own state, to log each fail-open once
 
     async def check(self, key_digest: str) -> Verdict:
         """Count one request for ``key_digest`` (a hash, never the key) and judge it."""
@@ -113,6 +114,7 @@ class RateLimiter:
     async def _add(self, counts: dict[str, int]) -> dict[str, int] | None:
         """Add ``counts`` to their windows in Redis; the windows' totals, or None if Redis failed."""
         if not self._availability.usable():
+            self._fail_open("Redis is unavailable")
             return None
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -127,12 +129,19 @@ class RateLimiter:
                     if name in self._counts:
                         self._counts[name].pending += n
                 return None
-            if self._availability.up:
-                log.warning("rate limit not enforced while Redis is unavailable (%s)", type(exc).__name__)
             self._availability.failed(exc)
+            self._fail_open(type(exc).__name__)
             return None
         self._availability.succeeded()
+        if self._failing_open:
+            log.info("rate limit enforced again: Redis answers")
+            self._failing_open = False
         return {name: int(total) for name, total in zip(counts, replies[::2], strict=True)}
+
+    def _fail_open(self, why: str) -> None:
+        if not self._failing_open:
+            log.warning("rate limit not enforced while Redis is unavailable (%s)", why)
+            self._failing_open = True
 
     def _refused(self, slot: int, now: float) -> Verdict:
         return Verdict(False, retry_after=max(1, int((slot + 1) * self._window - now + 0.999)))

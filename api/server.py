@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.util
 import signal
+from multiprocessing.managers import SyncManager
 from time import monotonic
 
 from sanic.http import Stage
+from sanic.mixins import startup
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 
@@ -52,23 +53,25 @@ def ignore_repeated_stop_signals() -> None:
         signal.signal(stop, signal.SIG_IGN)
 
 
-class _Helpers:
-    """What multiprocessing's after-fork registry holds on to (it keeps only weak references)."""
-
-
-_HELPERS = _Helpers()
-
-
 def shield_helpers_from_group_stop() -> None:
-    """Processes that multiprocessing forks from here on ignore SIGTERM: their parent stops them.
+    """Sanic's worker-state server ignores SIGTERM: its parent stops it.
 
-    Sanic's worker manager forks a state server and reads worker states from it until the very end of a
-    stop. A SIGTERM sent to the whole process group (systemd's default, ``kill -- -<pgid>``) killed that
-    server first, and the stop ended in a BrokenPipeError traceback. Sanic shuts it down itself afterwards
-    (SIGKILL if it lingers); the workers are spawned, not forked, and keep their own handlers.
+    Sanic's worker manager starts a multiprocessing state server and reads worker states from it
+    until the very end of a stop. A SIGTERM sent to the whole process group (systemd's default,
+    ``kill -- -<pgid>``) killed that server first, and the stop ended, now and then, in a
+    BrokenPipeError traceback. Sanic shuts the server down itself afterwards (SIGKILL if it
+    lingers). The server is spawned, not forked, so the handler is set by the initializer
+    ``SyncManager.start`` runs in it; Sanic's ``Manager()`` call offers no way to pass one,
+    hence the replacement of that one name.
     """
-    multiprocessing.util.register_after_fork(_HELPERS, _ignore_sigterm)
+    setattr(startup, "Manager", _shielded_manager)  # noqa: B010  (the name is not exported)
 
 
-def _ignore_sigterm(_: _Helpers) -> None:
+def _shielded_manager() -> SyncManager:
+    manager = SyncManager(ctx=multiprocessing.get_context())
+    manager.start(_ignore_sigterm)
+    return manager
+
+
+def _ignore_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

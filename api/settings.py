@@ -172,8 +172,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not (warehouse.startswith(("postgresql://", "postgres://")) or "=" in warehouse):
         raise SettingsError("BIZFED_WAREHOUSE_DSN must be a libpq connection string or postgresql:// URL")
     sales = _required(env, "BIZFED_SALES_URL")
-    if "://" not in sales:
-        raise SettingsError("BIZFED_SALES_URL must be an SQLAlchemy URL such as mysql+asyncmy://host/sales")
+    if not sales.startswith(("mysql+asyncmy://", "mariadb+asyncmy://")):
+        # Sales is MariaDB, read through SQLAlchemy's asyncmy driver; no other database is supported.
+        raise SettingsError("BIZFED_SALES_URL must be a MariaDB URL such as mysql+asyncmy://user@host/sales")
     accounting = _required(env, "BIZFED_ACCOUNTING_ODBC")
     if "DRIVER=" not in accounting.upper() and "DSN=" not in accounting.upper():
         raise SettingsError("BIZFED_ACCOUNTING_ODBC must be an ODBC connection string with DRIVER= or DSN=")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pybreaker
+
 from federation.breakers import BreakerBoard, Opening
 
 
@@ -30,6 +32,15 @@ class FakeBoard:
         if not self.reachable:
             return None
         return {name: self.openings.get(name) for name in sources}
+
+
+def trial_passes(breaker: pybreaker.CircuitBreaker) -> bool:
+    """Whether ``breaker`` lets a call through now (a closed breaker, or a half-open one's trial)."""
+    try:
+        breaker.call(lambda: None)
+    except pybreaker.CircuitBreakerError:
+        return False
+    return True
 
 
 _: BreakerBoard = FakeBoard()

@@ -4,9 +4,11 @@ stood in for by a value within its stale-if-error window (labelled stale, not pa
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
+from federation.context import RequestContext
 from federation.errors import PrimaryUnavailable, SourceUnavailable
 from federation.orders import get_order
 from federation.products import list_products
@@ -45,16 +47,21 @@ async def test_a_fresh_entry_is_a_hit_and_the_source_is_not_asked() -> None:
     assert ctx.sources["warehouse"].age_s == TTL / 2
 
 
-async def test_a_failed_secondary_source_is_stood_in_for_by_its_stale_value() -> None:
-    """Within stale-if-error, a failing source's last value is served, labelled stale with the reason."""
+async def _order_with_warehouse_failing(age: float) -> tuple[RequestContext, dict[str, Any]]:
+    """The order read once, then again ``age`` seconds later with the Warehouse failing."""
     wh, sales = shop()
     clock = ManualClock()
     gw = federation_over(wh, sales, cache=cache(clock))
     await get_order(gw, request_as("reader"), ORDER, TODAY)
     wh.fail(SourceUnavailable)
-    clock.advance(TTL + STALE_IF_ERROR / 2)
+    clock.advance(age)
     ctx = request_as("reader")
-    got = await get_order(gw, ctx, ORDER, TODAY)
+    return ctx, await get_order(gw, ctx, ORDER, TODAY)
+
+
+async def test_a_failed_secondary_source_is_stood_in_for_by_its_stale_value() -> None:
+    """Within stale-if-error, a failing source's last value is served, labelled stale with the reason."""
+    ctx, got = await _order_with_warehouse_failing(TTL + STALE_IF_ERROR / 2)
     assert got["lines"][0]["shipped_qty"] == 2
     assert got["fulfilment"] == "partial"
     assert ctx.sources["warehouse"].status == "stale"
@@ -64,14 +71,7 @@ async def test_a_failed_secondary_source_is_stood_in_for_by_its_stale_value() ->
 
 
 async def test_past_stale_if_error_a_failed_secondary_source_is_null_and_partial() -> None:
-    wh, sales = shop()
-    clock = ManualClock()
-    gw = federation_over(wh, sales, cache=cache(clock))
-    await get_order(gw, request_as("reader"), ORDER, TODAY)
-    wh.fail(SourceUnavailable)
-    clock.advance(TTL + STALE_IF_ERROR + 1)
-    ctx = request_as("reader")
-    got = await get_order(gw, ctx, ORDER, TODAY)
+    ctx, got = await _order_with_warehouse_failing(TTL + STALE_IF_ERROR + 1)
     assert got["lines"][0]["shipped_qty"] is None
     assert ctx.sources["warehouse"].status == "unavailable"
     assert ctx.partial

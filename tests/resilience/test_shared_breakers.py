@@ -19,6 +19,7 @@ from cache.breakers import RedisBreakerBoard
 from federation.breakers import Opening, SharedBreakers
 from federation.errors import SourceTimeout
 from federation.policy import NullObserver, make_breaker
+from tests.fakes.breakers import trial_passes
 
 RESET = 1.0   # seconds an open breaker waits before it lets a trial call through
 POLL = 0.05   # seconds between the sync task's rounds
@@ -80,14 +81,6 @@ async def test_opening_in_one_process_opens_the_other(redis_url, prefix):
         await redis_b.aclose()
 
 
-def _trial_passes(breaker: pybreaker.CircuitBreaker) -> bool:
-    try:
-        breaker.call(lambda: None)
-    except pybreaker.CircuitBreakerError:
-        return False
-    return True
-
-
 async def test_breakers_stay_local_when_redis_is_down(prefix):
     """With Redis unreachable the sync task reports it and keeps running, and the local breaker does its whole
     job without Redis: it opens, refuses calls while open, and lets a trial through once its reset time is up."""
@@ -101,10 +94,10 @@ async def test_breakers_stay_local_when_redis_is_down(prefix):
         await _until(lambda: sync.shared is False, "the sync task reports Redis down")
         await _open(breaker)
         assert breaker.current_state == "open"
-        assert not _trial_passes(breaker), "an open breaker let a call through"
+        assert not trial_passes(breaker), "an open breaker let a call through"
         # Meanwhile the sync task fails to publish the opening, round after round; that must neither undo
         # the opening nor keep renewing it, so the trial comes once the reset time is up.
-        waited = await _until(lambda: _trial_passes(breaker), "a trial call let through", timeout=10 * RESET)
+        waited = await _until(lambda: trial_passes(breaker), "a trial call let through", timeout=10 * RESET)
         assert waited > RESET / 2, f"the breaker let a call through {waited:.2f}s after opening"
         assert breaker.current_state == "closed"
         assert sync.shared is False

@@ -12,7 +12,7 @@ import pybreaker
 from federation.breakers import SharedBreakers
 from federation.errors import SourceTimeout
 from federation.policy import NullObserver, make_breaker
-from tests.fakes.breakers import FakeBoard
+from tests.fakes.breakers import FakeBoard, trial_passes
 
 POLL = 0.01
 
@@ -60,17 +60,9 @@ async def test_an_opening_by_someone_else_keeps_its_opener_clock() -> None:
         board.openings["accounting"] = Opening(time.time() - 59.5, "a")   # opened 59.5 s of a 60 s reset ago
         await _until(lambda: theirs.current_state == "open", "the opening is applied")
         # Half-open comes at the opener's reset time, not 60 s from now: a trial call passes within a second.
-        await _until(lambda: _trial_passes(theirs), "a trial call passes at the opener's reset time")
+        await _until(lambda: trial_passes(theirs), "a trial call passes at the opener's reset time")
     finally:
         task.cancel()
-
-
-def _trial_passes(breaker: pybreaker.CircuitBreaker) -> bool:
-    try:
-        breaker.call(lambda: None)
-    except pybreaker.CircuitBreakerError:
-        return False
-    return True
 
 
 async def test_with_the_board_unreachable_breakers_are_local_and_sharing_resumes() -> None:

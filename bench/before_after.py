@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -127,15 +128,17 @@ def product_of(tree: Path) -> str:
     return out
 
 
-def run(bench: Bench, tree: Path, keep: Path | None, tag: str) -> dict[str, float]:
-    started = datetime.now(UTC)
+def run(bench: Bench, tree: Path, keep: Path | None, tag: str) -> dict[str, Reading]:
+    started, load = datetime.now(UTC), os.getloadavg()
     proc = subprocess.run([sys.executable, "-m", bench.module, *bench.args], cwd=tree, env=tree_env(tree),
                           capture_output=True, text=True, timeout=1800)
-    out = proc.stdout + proc.stderr
-    if keep is not None:
-        (keep / f"{tag}.txt").write_text(out)
     took = (datetime.now(UTC) - started).total_seconds()
-    print(f"before_after: {tag} ({took:.0f} s, exit {proc.returncode})", flush=True)
+    about = (f"{tag}: {bench.module} in {tree} at {started:%H:%M:%S}, {took:.0f} s, exit {proc.returncode}; "
+             f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+    if keep is not None:
+        (keep / f"{tag}.txt").write_text(about + "\n\n" + proc.stdout + proc.stderr)
+    print(f"before_after: {about}", flush=True)
+    out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise RuntimeError(f"{bench.module} failed in {tree}:\n{out[-3000:]}")
     found = {}
@@ -143,18 +146,33 @@ def run(bench: Bench, tree: Path, keep: Path | None, tag: str) -> dict[str, floa
         match = re.search(figure.pattern, proc.stdout, re.MULTILINE)
         if match is None:
             raise RuntimeError(f"{bench.module}: no {figure.label!r} in its output:\n{proc.stdout[-3000:]}")
-        found[figure.label] = float(match.group(1).replace(",", ""))
+        found[figure.label] = Reading.of(match.group(1))
     return found
 
 
-def spread(values: list[float]) -> float:
-    """The runs' range as a share of their mean."""
-    return (max(values) - min(values)) / statistics.mean(values)
+@dataclass(frozen=True)
+class Reading:
+    """A figure as printed, and the smallest step it was printed in (2.53 -> 0.01)."""
+
+    value: float
+    step: float
+
+    @classmethod
+    def of(cls, text: str) -> Reading:
+        digits = text.replace(",", "")
+        decimals = len(digits.partition(".")[2])
+        return cls(float(digits), 10.0 ** -decimals)
 
 
-def verdict(figure: Figure, before: list[float], after: list[float]) -> tuple[float, float, str]:
+def spread(readings: list[Reading]) -> float:
+    """The runs' range as a share of their mean, and never less than one printed step of it."""
+    values = [r.value for r in readings]
+    return max(max(values) - min(values), readings[0].step) / statistics.mean(values)
+
+
+def verdict(figure: Figure, before: list[Reading], after: list[Reading]) -> tuple[float, float, str]:
     """(after / before, noise, verdict); noise is the larger spread between runs of one tree."""
-    change = statistics.mean(after) / statistics.mean(before)
+    change = statistics.mean(r.value for r in after) / statistics.mean(r.value for r in before)
     noise = max(spread(before), spread(after))
     worse = (1 - change) if figure.higher_is_better else (change - 1)
     if abs(worse) <= noise:
@@ -162,7 +180,7 @@ def verdict(figure: Figure, before: list[float], after: list[float]) -> tuple[fl
     return change, noise, ("**worse** beyond noise" if worse > 0 else "better beyond noise")
 
 
-def report(benches: list[Bench], results: dict[str, dict[str, list[dict[str, float]]]], heads: dict[str, str],
+def report(benches: list[Bench], results: dict[str, dict[str, list[dict[str, Reading]]]], heads: dict[str, str],
            notes: list[str], products: dict[str, str], argv: list[str], load: tuple[float, float]) -> str:
     rounds = len(next(iter(results.values()))["before"])
     lines = [f"Command: `.venv/bin/python -m bench.before_after {' '.join(argv)}`. Before: {heads['before']}. "
@@ -181,24 +199,35 @@ def report(benches: list[Bench], results: dict[str, dict[str, list[dict[str, flo
         runs = results[bench.module]
         lines += [f"`{bench.command}`", ""]
         rows = []
-        flagged = []
+        moved: dict[str, list[str]] = {"worse": [], "better": []}
         for figure in bench.figures:
             before = [r[figure.label] for r in runs["before"]]
             after = [r[figure.label] for r in runs["after"]]
             change, noise, word = verdict(figure, before, after)
-            if word.startswith("**worse"):
-                flagged.append(figure.label)
-            rows.append([figure.label, figure.peer, " / ".join(f"{v:,.3g}" for v in before),
-                         " / ".join(f"{v:,.3g}" for v in after), f"{change:.3f}×", f"±{noise:.1%}", word])
+            for way, names in moved.items():
+                if way in word:
+                    names.append(f"{figure.label} ({change:.3f}×, noise ±{noise:.1%})")
+            rows.append([figure.label, figure.peer, " / ".join(_shown(r) for r in before),
+                         " / ".join(_shown(r) for r in after), f"{change:.3f}×", f"±{noise:.1%}", word])
         lines += [md_table(["figure", "peer", "before, each run", "after, each run", "after / before (means)",
                             "noise", "verdict"], rows), ""]
-        lines += [(f"Verdict: worse beyond noise for {', '.join(flagged)}." if flagged else
-                   "Verdict: not worse beyond noise; every figure moved less than the spread between two runs "
-                   "of the same tree."), ""]
+        if moved["worse"]:
+            sentence = "Verdict: worse beyond noise: " + "; ".join(moved["worse"]) + "."
+        elif moved["better"]:
+            sentence = "Verdict: not worse beyond noise; better beyond it: " + "; ".join(moved["better"]) + "."
+        else:
+            sentence = ("Verdict: not worse beyond noise; every figure moved less than the spread between runs of "
+                        "one tree.")
+        lines += [sentence, ""]
     lines.append("Each run's whole output is kept with `--keep DIR`. "
                  f"Measured {datetime.now(UTC):%Y-%m-%d} on the shared development machine ({os.cpu_count()} CPUs, "
                  f"load average {load[0]:.1f} at the start and {load[1]:.1f} at the end).")
     return "\n".join(lines) + "\n"
+
+
+def _shown(reading: Reading) -> str:
+    decimals = max(0, -round(math.log10(reading.step)))
+    return f"{reading.value:,.{decimals}f}"
 
 
 def write_section(title: str, body: str) -> None:
@@ -243,9 +272,9 @@ def main(argv: list[str] | None = None) -> str:
         for side, tree in trees.items():
             print(f"before_after: {side} = {head(tree)} in {tree}; imports {product_of(tree)}", flush=True)
         heads = {side: head(tree) for side, tree in trees.items()}
-        results: dict[str, dict[str, list[dict[str, float]]]] = {}
+        results: dict[str, dict[str, list[dict[str, Reading]]]] = {}
         for bench in benches:
-            runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+            runs: dict[str, list[dict[str, Reading]]] = {"before": [], "after": []}
             for n in range(args.rounds):
                 for side, tree in trees.items():
                     runs[side].append(run(bench, tree, keep, f"{bench.module.removeprefix('bench.')}-{side}-{n + 1}"))

@@ -84,12 +84,22 @@ BENCHES = {
         Figure("reader routes' req/s with Accounting blackholed", "the same load, no fault, same server",
                r"; throughput ([\d.]+)x", higher_is_better=True),
     )),
+    "metrics_growth": Bench("bench.metrics_growth", (), (
+        Figure("/metrics bytes after 10,000 requests with random method tokens", "the same server's, before them",
+               r"^\| after / before \| ([\d.]+) \|", higher_is_better=False),
+        Figure("/metrics generation time after them", "the same server's, before them",
+               r"^\| after / before \| [\d.]+ \| [+-]?\d+ lines \| ([\d.]+) \|", higher_is_better=False),
+    )),
     "connectors": Bench("bench.connectors", ("--no-write",), tuple(
         Figure(f"{name}, rows/s, median of 3 runs", "the bare driver reading the same rows",
                re.escape(name) + r": median ratio over the runs ([\d.]+)", higher_is_better=True)
         for name in ("warehouse items (stock summed)", "sales orders (+ batched lines, totals)",
                      "accounting invoices (+ paid)"))),
 }
+
+
+# The request path's benchmarks, each a few minutes at most; the others on request (--only).
+DEFAULT = ("api_load", "cache_load", "outage", "connectors")
 
 
 def prepare(before: Path, after: Path) -> list[str]:
@@ -253,7 +263,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--before", required=True, help="the earlier commit")
     parser.add_argument("--after", default="HEAD", help="the later commit (default HEAD)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each tree per benchmark")
-    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated benchmarks: " + ", ".join(BENCHES))
+    parser.add_argument("--only", default=",".join(DEFAULT), help="comma-separated benchmarks: " + ", ".join(BENCHES))
     parser.add_argument("--keep", metavar="DIR", help="keep every run's whole output in DIR")
     parser.add_argument("--write", metavar="TITLE", help="also write the section ## TITLE into BENCHMARKS.md")
     args = parser.parse_args(args_in)

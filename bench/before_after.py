@@ -84,6 +84,9 @@ BENCHES = {
         Figure("reader routes' req/s with Accounting blackholed", "the same load, no fault, same server",
                r"; throughput ([\d.]+)x", higher_is_better=True),
     )),
+    "mix": Bench("bench.mix", (), tuple(
+        Figure(f"realistic mix at {n} connections, req/s", "none: absolute req/s", _row(f"{n} connections"),
+               higher_is_better=True) for n in (8, 32, 128))),
     "metrics_growth": Bench("bench.metrics_growth", (), (
         Figure("/metrics bytes after 10,000 requests with random method tokens", "the same server's, before them",
                r"^\| after / before \| ([\d.]+) \|", higher_is_better=False),

@@ -8,7 +8,7 @@ SEED   ?= 42
 PORT   ?= 8000
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test test-fast lint stack-up stack-down seed bench bench-scale bench-connectors clean docs fuzz replicas office
+.PHONY: venv demo test test-fast lint stack-up stack-down seed bench bench-scale bench-connectors bench-cold clean docs fuzz replicas office
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -68,6 +68,10 @@ bench-scale: stack-up
 # Bulk reads through each connector against the bare drivers (rewrites BENCHMARKS.md's Connectors section).
 bench-connectors: stack-up
 	@$(ENV) $(BIN)/python -m bench.connectors
+
+# Cold reads (cache off) against a hand-written app on the same drivers, with a py-spy profile (issue 18).
+bench-cold: stack-up
+	@$(ENV) $(BIN)/python -m bench.cold
 
 # Three replicas behind nginx on one Redis: shared cache and breaker, a SIGKILL under wrk, a SIGTERM.
 replicas: stack-up

@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     if args.orders < 50:
         parser.error("--orders must be at least 50")
+    load_before = os.getloadavg()[0]
     with seeded(args.scale, name="cold") as (env, targets):
         senv = server_env(env, targets, BIZFED_CACHE="off")
         with contextlib.ExitStack() as running:
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> str:
                            lambda: wrk("profiled", bases["bizfed"], order_paths, seconds=args.profile_seconds))
         nos = [p.rsplit("/", 1)[1] for p in order_paths[:50]]
         fan = fanout.run(senv, nos)
+    load_after = os.getloadavg()[0]
     head = ["route", "naive req/s", "bizfed req/s", "bizfed / naive", "each round's ratio", "errors (failed/requests)"]
     rows = [route_row(route, runs["naive"], runs["bizfed"]) for route, runs in results.items()]
     report = (f"\nCold reads (bizfed with BIZFED_CACHE=off) against the hand-written app, scale {args.scale}, one "
@@ -264,7 +266,7 @@ def main(argv: list[str] | None = None) -> str:
               f"runs of each per route, median req/s of the runs without failures; the order route rotates over "
               f"{len(order_paths)} orders, the customer route over 50 customers. Both answered the same data for "
               f"{compared} paths (the first {CHECKED_IDS} of each route, every field of `data` compared) before "
-              f"the load.\n\n"
+              f"the load. Load average {load_before:.1f} before the run, {load_after:.1f} after it.\n\n"
               + md_table(head, rows, "l r r r l l") + "\n\nreq/s over the rounds: "
               + "; ".join(f"{route} {name} {spread(r)}" for route, runs in results.items() for name, r in runs.items())
               + f"\n\nFan-out (`bench.fanout`, in-process, cache off): GET /v1/orders/{{no}} median "

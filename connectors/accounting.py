@@ -1,7 +1,11 @@
 """Accounting connector: the receivables package read with plain ODBC SQL through pyodbc.
 
-pyodbc blocks, so every call runs on the connector's own thread pool, one
-reused connection per running thread (pyodbc's threadsafety is 1).
+pyodbc blocks, so every call runs on one of the connector's worker threads, on a
+connection no other thread uses meanwhile (pyodbc's threadsafety is 1).
+
+Nothing may wedge it: the driver gets socket timeouts, so a call on a dead network
+ends; and a call past its deadline frees its worker slot at once, its thread left
+to end alone (and replaced) and its connection closed, never reused.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import math
+import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -46,6 +52,11 @@ _TIMEOUT_STATES = frozenset({"HYT00", "HY008", "HY018"})
 _TIMEOUT_NATIVE = frozenset({1317, 1969, 3024, 1205})
 _GONE_NATIVE = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031, 5013, 5014})
 _NATIVE_RE = re.compile(r"\((\d{4})\)")
+
+# MariaDB Connector/ODBC's socket timeouts, in whole seconds. Its login timeout attribute bounds the TCP
+# connect but not the handshake, and without a read timeout a call on a connection whose peer went silent
+# never returns (verified with odbc-mariadb 3.1.15; ReadTimeout and the like are ignored). Others ignore them.
+_SOCKET_OPTIONS = ("CONN_TIMEOUT", "READ_TIMEOUT", "WRITE_TIMEOUT")
 
 # Paid per invoice, as a correlated subquery: it uses ARPAYM (INVNO) row by row
 # and is accepted by every engine (a subquery inside SUM() is not).
@@ -96,13 +107,33 @@ def today_int(day: date) -> int:
     return day.year * 10000 + day.month * 100 + day.day
 
 
+def socket_options(odbc: str, *, login_timeout: float, query_timeout: float) -> str:
+    """``odbc`` with the driver's connect, read and write timeouts added, unless it sets them itself.
+
+    A read or write waits at most just past the connector's own deadline for a call: that deadline (and
+    its cancel) acts first, and the socket timeout only ends a thread whose network has died.
+    """
+    given = {part.partition("=")[0].strip().upper() for part in odbc.split(";")}
+    rw = math.ceil(login_timeout + query_timeout + GUARD_MARGIN) + 1
+    values = {"CONN_TIMEOUT": max(1, math.ceil(login_timeout)), "READ_TIMEOUT": rw, "WRITE_TIMEOUT": rw}
+    extra = [f"{key}={values[key]}" for key in _SOCKET_OPTIONS if key not in given]
+    return ";".join([odbc.rstrip(";"), *extra]) if extra else odbc
+
+
 class _Running:
-    """The statement a worker thread is running, so a late caller can cancel it."""
+    """One call: the statement its worker thread is running, so a late caller can cancel it.
+
+    ``thread`` and ``finished`` are set by the worker and ``cancelled`` by the loop, under ``lock``;
+    ``slot_freed`` is only used on the loop.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.cursor: pyodbc.Cursor | None = None
         self.cancelled = False
+        self.thread: threading.Thread | None = None
+        self.finished = False
+        self.slot_freed = False
 
     def cancel(self) -> None:
         # Under the lock: the worker cannot close the cursor while SQLCancel uses it.
@@ -113,6 +144,88 @@ class _Running:
                     self.cursor.cancel()
                 except pyodbc.Error:
                     log.warning("%s: could not cancel a running statement", SOURCE)
+
+
+class _Workers:
+    """``size`` worker threads taking calls in turn, and room for ``spare`` retired ones.
+
+    A thread whose call nobody waits for any more is retired: it ends once that call returns (the
+    socket timeouts see to it) and a new thread takes its place at once. With ``spare`` threads
+    retired already, no more are, and a stuck call keeps its slot until it returns: threads stay
+    bounded by ``size + spare`` whatever the network does.
+    """
+
+    def __init__(self, size: int, spare: int, name: str) -> None:
+        self._spare = spare
+        self._name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._live: set[threading.Thread] = set()
+        self._retired: set[threading.Thread] = set()
+        self._closed = False
+        self._started = 0
+        with self._lock:
+            for _ in range(size):
+                self._spawn()
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on a worker; RuntimeError once closing."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to whoever waits on the future, like an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("accounting workers are closed")
+            self._jobs.put(job)
+        return future
+
+    def retire(self, thread: threading.Thread) -> bool:
+        """Let ``thread`` finish its call alone and start another in its place; False if it cannot be spared."""
+        with self._lock:
+            if self._closed or thread not in self._live or len(self._retired) >= self._spare:
+                return False
+            self._live.discard(thread)
+            self._retired.add(thread)
+            self._spawn()
+            return True
+
+    def close(self, timeout: float) -> None:
+        """Stop the threads once the calls queued are done, waiting up to ``timeout`` for them (blocks)."""
+        with self._lock:
+            self._closed = True
+            live = list(self._live)
+            for _ in live:
+                self._jobs.put(None)
+        until = time.monotonic() + timeout
+        for thread in live:
+            thread.join(max(0.0, until - time.monotonic()))
+
+    def _spawn(self) -> None:
+        self._started += 1
+        # Daemon threads: one retired in a call that never returns must not hold up the process's exit.
+        thread = threading.Thread(target=self._run, name=f"{self._name}-{self._started}", daemon=True)
+        self._live.add(thread)
+        thread.start()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while (job := self._jobs.get()) is not None:
+            job()
+            with self._lock:
+                if me in self._retired:
+                    self._retired.discard(me)
+                    return
+        with self._lock:
+            self._live.discard(me)
 
 
 class _Session:
@@ -140,35 +253,38 @@ class AccountingConnector:
         self._max_workers = max_workers
         self._login_timeout = login_timeout
         self._query_timeout = query_timeout
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._odbc_timed = socket_options(odbc, login_timeout=login_timeout, query_timeout=query_timeout)
+        self._workers: _Workers | None = None
         self._canceller: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
         self._idle: list[_Session] = []
         self._connections = 0
-        self._busy = 0
+        self._in_use = 0      # worker slots taken (on the loop): a retired thread's call no longer holds one
         self._waiting = 0
 
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
         """Start the worker threads; connections are made on first use, so a down source does not stop start-up."""
-        if self._executor is not None:
+        if self._workers is not None:
             return
         # This connector keeps its own connections; the driver manager's pool would hide them
         # from pool_state and hand out connections the server may have dropped.
         pyodbc.pooling = False
-        self._executor = concurrent.futures.ThreadPoolExecutor(self._max_workers, thread_name_prefix="bizfed-acct")
+        self._workers = _Workers(self._max_workers, self._max_workers, "bizfed-acct")
         self._canceller = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bizfed-acct-cancel")
         self._slots = asyncio.Semaphore(self._max_workers)
 
     async def close(self) -> None:
-        executor, canceller = self._executor, self._canceller
-        self._executor = self._canceller = self._slots = None
-        if executor is None:
+        workers, canceller = self._workers, self._canceller
+        self._workers = self._canceller = self._slots = None
+        if workers is None:
             return
-        # Threads may be inside a blocking driver call: wait for them off the event loop.
-        await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+        # Threads may be inside a blocking driver call: wait for them off the event loop, as long as
+        # the socket timeouts let a call take.
+        bound = self._login_timeout + 2 * (self._query_timeout + GUARD_MARGIN) + 2
+        await asyncio.get_running_loop().run_in_executor(None, workers.close, bound)
         if canceller is not None:
             canceller.shutdown(wait=False)
         with self._lock:
@@ -186,7 +302,7 @@ class AccountingConnector:
 
     def pool_state(self) -> dict[str, int]:
         with self._lock:
-            return {"max": self._max_workers, "size": self._connections, "in_use": self._busy,
+            return {"max": self._max_workers, "size": self._connections, "in_use": self._in_use,
                     "idle": len(self._idle), "waiting": self._waiting}
 
     # -- queries -----------------------------------------------------------
@@ -239,7 +355,7 @@ class AccountingConnector:
 
     def _connect(self) -> pyodbc.Connection:
         """A new connection (in a worker thread); the seam tests wrap to count statements."""
-        conn = pyodbc.connect(self._odbc, autocommit=True, timeout=max(1, math.ceil(self._login_timeout)))
+        conn = pyodbc.connect(self._odbc_timed, autocommit=True, timeout=max(1, math.ceil(self._login_timeout)))
         # Honoured by drivers that implement SQL_ATTR_QUERY_TIMEOUT; _call cancels the rest.
         conn.timeout = max(1, math.ceil(self._query_timeout))
         if "maodbc" in str(conn.getinfo(pyodbc.SQL_DRIVER_NAME)).lower():
@@ -270,15 +386,17 @@ class AccountingConnector:
 
     def _checkin(self, session: _Session, *, keep: bool) -> None:
         with self._lock:
-            if keep and self._executor is not None:
+            if keep and self._workers is not None:
                 self._idle.append(session)
                 return
             self._connections -= 1
         session.close()
 
     def _in_thread(self, work: Work[T], running: _Running) -> T:
-        with self._lock:
-            self._busy += 1
+        with running.lock:
+            running.thread = threading.current_thread()
+            if running.cancelled:
+                raise SourceTimeout(SOURCE, "no answer in time")
         try:
             session, reused = self._checkout()
             try:
@@ -291,8 +409,8 @@ class AccountingConnector:
             session, _ = self._checkout(fresh=True)
             return self._attempt(session, work, running)
         finally:
-            with self._lock:
-                self._busy -= 1
+            with running.lock:
+                running.finished = True
 
     def _attempt(self, session: _Session, work: Work[T], running: _Running) -> T:
         ok = False
@@ -311,8 +429,9 @@ class AccountingConnector:
         except pyodbc.Error as exc:
             raise _classify(exc, cancelled=running.cancelled) from exc
         finally:
-            # after any failure the session starts afresh: a cancelled or broken cursor is not worth reviving
-            self._checkin(session, keep=ok)
+            # After any failure the session starts afresh: a cancelled or broken cursor is not worth
+            # reviving. Nor is the connection of a call given up on: its socket may be dead.
+            self._checkin(session, keep=ok and not running.cancelled)
 
     async def _fetch_chunked(self, keys: list[str],
                              statement: Callable[[Sequence[str]], tuple[str, list[Any]]]) -> list[Row]:
@@ -331,8 +450,8 @@ class AccountingConnector:
         return await self._call(work)
 
     async def _call(self, work: Work[T]) -> T:
-        executor, slots, canceller = self._executor, self._slots, self._canceller
-        if executor is None or slots is None or canceller is None:
+        workers, slots, canceller = self._workers, self._slots, self._canceller
+        if workers is None or slots is None or canceller is None:
             raise SourceUnavailable(SOURCE, "connector is not open")
         if slots.locked():
             self._waiting += 1
@@ -345,45 +464,67 @@ class AccountingConnector:
                 self._waiting -= 1
         else:
             await slots.acquire()  # a worker is free: taken at once, no deadline to arm
+        self._in_use += 1
         loop = asyncio.get_running_loop()
         running = _Running()
         try:
-            future = executor.submit(self._in_thread, work, running)
+            future = workers.submit(lambda: self._in_thread(work, running))
         except RuntimeError:
-            slots.release()
+            self._free(running, slots)
             raise SourceUnavailable(SOURCE, "connector is closing") from None
-        # The slot is the thread, not this coroutine: it is free only when the thread is. One hop
-        # back to the loop frees it and hands over the outcome; a hop for each made the worker and
-        # the loop trade the GIL back and forth at the end of every call.
+        # The slot is the thread, not this coroutine: it is free when the thread is, or when the thread
+        # is retired. One hop back to the loop frees it and hands over the outcome; a hop for each made
+        # the worker and the loop trade the GIL back and forth at the end of every call.
         outcome: asyncio.Future[T] = loop.create_future()
-        future.add_done_callback(lambda done: _hand_back(loop, slots, done, outcome))
+        future.add_done_callback(lambda done: _hand_back(loop, lambda: self._free(running, slots), done, outcome))
         try:
             async with asyncio.timeout(self._login_timeout + self._query_timeout + GUARD_MARGIN):
                 return await outcome
         except TimeoutError as exc:
-            _abandon(canceller, running)
+            self._give_up(running, slots, workers, canceller)
             raise SourceTimeout(SOURCE, "no answer in time") from exc
         except asyncio.CancelledError:
-            _abandon(canceller, running)
+            self._give_up(running, slots, workers, canceller)
             raise
+
+    def _free(self, running: _Running, slots: asyncio.Semaphore) -> None:
+        """Give the call's worker slot back, once (on the loop)."""
+        if not running.slot_freed:
+            running.slot_freed = True
+            self._in_use -= 1
+            slots.release()
+
+    def _give_up(self, running: _Running, slots: asyncio.Semaphore, workers: _Workers,
+                 canceller: concurrent.futures.ThreadPoolExecutor) -> None:
+        """Nobody waits for this call any more: free its slot now if its thread can be spared, and stop
+        its statement. Its connection is closed when the thread is done with it."""
+        with running.lock:
+            running.cancelled = True
+            thread, finished = running.thread, running.finished
+        if finished:
+            return  # its outcome is on its way to the loop, and frees the slot
+        # A call not started yet sees it is cancelled and returns at once; one started has its thread retired.
+        if thread is None or workers.retire(thread):
+            self._free(running, slots)
+        _abandon(canceller, running)
 
 
 def _abandon(canceller: concurrent.futures.ThreadPoolExecutor, running: _Running) -> None:
-    """Nobody waits for this call any more (its outcome future is cancelled): stop its statement, off the loop."""
+    """Stop the statement of a call nobody waits for any more, off the loop."""
     with contextlib.suppress(RuntimeError):  # the connector is closing; its threads finish on their own
         canceller.submit(running.cancel)
 
 
-def _hand_back(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore, done: concurrent.futures.Future[T],
+def _hand_back(loop: asyncio.AbstractEventLoop, free: Callable[[], None], done: concurrent.futures.Future[T],
                outcome: asyncio.Future[T]) -> None:
     """In the worker thread, as a call ends: free its slot and settle its outcome, on the loop."""
     # RuntimeError: the loop is gone (shutdown), and so is anyone waiting for the slot or the outcome
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, slots, done, outcome)
+        loop.call_soon_threadsafe(_settle, free, done, outcome)
 
 
-def _settle(slots: asyncio.Semaphore, done: concurrent.futures.Future[T], outcome: asyncio.Future[T]) -> None:
-    slots.release()
+def _settle(free: Callable[[], None], done: concurrent.futures.Future[T], outcome: asyncio.Future[T]) -> None:
+    free()
     if outcome.done():  # cancelled: the caller timed out or was cancelled, and the outcome is dropped
         return
     if done.cancelled():

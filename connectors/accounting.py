@@ -395,9 +395,9 @@ class AccountingConnector:
     def _in_thread(self, work: Work[T], running: _Running) -> T:
         with running.lock:
             running.thread = threading.current_thread()
-            if running.cancelled:
-                raise SourceTimeout(SOURCE, "no answer in time")
         try:
+            if running.cancelled:  # given up on before it started
+                raise SourceTimeout(SOURCE, "no answer in time")
             session, reused = self._checkout()
             try:
                 return self._attempt(session, work, running)

@@ -166,8 +166,8 @@ def profile(pid: int, seconds: int, drive: Callable[[], object]) -> Profile:
             continue   # a thread with no Python frame on its stack
         n = int(count)
         total += n
-        # "thread (tid): name"; a pool's threads are numbered, "bizfed-acct_0", "bizfed-acct_1", ...
-        threads[re.sub(r"_\d+$", "", thread.split(": ", 1)[-1])] += n
+        # "thread (tid): name"; a pool's threads are numbered, "bizfed-acct_0" or "bizfed-acct-9", ...
+        threads[re.sub(r"[-_]\d+$", "", thread.split(": ", 1)[-1])] += n
         stack_frames = rest.split(";")
         leaf = stack_frames[-1]
         frames[leaf] += n

@@ -11,11 +11,14 @@ from typing import Any, Protocol, TypeVar
 import pybreaker
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
+    stop_any,
     stop_before_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceFailed, SourceTimeout, SourceUnavailable
 from federation.stats import SourceStats
@@ -78,6 +81,16 @@ class RetryBudget:
             self._tokens -= 1.0
             return True
         return False
+
+
+class _BudgetSpent(stop_base):
+    """Stops retrying once the budget has no token left; spends one for each retry it lets run."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self._budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return not self._budget.try_spend()
 
 
 # What a source call can fail with when the source (or the way to it) is at fault. Anything else
@@ -183,12 +196,15 @@ class SourcePolicy:
             raise SourceFailed(self.source, "deadline exceeded")
         self._refuse_if_open()
         semaphore = self._semaphore()
-        try:
-            await asyncio.wait_for(semaphore.acquire(),
-                                   min(self.config.bulkhead_wait, max(deadline - time.monotonic(), 0.001)))
-        except TimeoutError:
-            self._observer.bulkhead_rejected(self.source)
-            raise SourceFailed(self.source, "overloaded") from None
+        if semaphore.locked():
+            try:
+                async with asyncio.timeout(min(self.config.bulkhead_wait, max(deadline - time.monotonic(), 0.001))):
+                    await semaphore.acquire()
+            except TimeoutError:
+                self._observer.bulkhead_rejected(self.source)
+                raise SourceFailed(self.source, "overloaded") from None
+        else:
+            await semaphore.acquire()  # a slot is free: taken at once, no timer to arm
         probe = False
         try:
             # Half-open lets every concurrent caller through in pybreaker; one probe per process is enough.
@@ -211,23 +227,33 @@ class SourcePolicy:
                 raise SourceFailed(self.source, "circuit open")
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """The first attempt runs bare; tenacity, the one retry layer, takes over only once it has failed."""
         self._budget.deposit()
-        attempt = 0
+        try:
+            return await self._attempt(call, deadline)
+        except SOURCE_FAULTS as exc:
+            # The first retry goes at once: its usual cause is a pooled connection the server had dropped.
+            if self.config.attempts < 2 or not _transient(exc) or not self._budget.try_spend():
+                raise
+        self._observer.retried(self.source)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.attempts) | stop_before_delay(max(deadline - time.monotonic(), 0)),
+            # Stops are tried in order, so a budget token is spent only on a retry that will run.
+            stop=stop_any(stop_after_attempt(self.config.attempts - 1),
+                          stop_before_delay(max(deadline - time.monotonic(), 0)),
+                          _BudgetSpent(self._budget)),
             wait=wait_random_exponential(multiplier=0.05, max=0.5),
-            retry=retry_if_exception(lambda exc: _transient(exc) and self._budget.try_spend()),
+            retry=retry_if_exception(_transient),
             before_sleep=lambda _state: self._observer.retried(self.source),
             reraise=True,
         )
-        async for try_ in retrying:
-            with try_:
-                attempt += 1
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SourceTimeout(self.source, "deadline exceeded")
-                try:
-                    return await asyncio.wait_for(call(), min(self.config.timeout, left))
-                except TimeoutError:
-                    raise SourceTimeout(self.source, "timeout") from None
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+        return await retrying(self._attempt, call, deadline)
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SourceTimeout(self.source, "deadline exceeded")
+        try:
+            async with asyncio.timeout(min(self.config.timeout, left)):
+                return await call()
+        except TimeoutError:
+            raise SourceTimeout(self.source, "timeout") from None

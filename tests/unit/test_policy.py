@@ -109,3 +109,27 @@ def test_retry_budget_limits_retries():
     for _ in range(11):  # ten deposits of 0.1 fall a float's hair short of one token
         budget.deposit()
     assert budget.try_spend()
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 5])
+async def test_a_failing_call_runs_at_most_the_configured_attempts(attempts: int):
+    """However often the source fails transiently, one call executes it no more than ``attempts`` times."""
+    policy = _policy(attempts=attempts, fail_max=100)
+    source = FlakySource(100, SourceUnavailable("src", "down"))
+    with pytest.raises(SourceFailed, match="unreachable"):
+        await policy.run(source, 5)
+    assert source.calls == attempts
+
+
+async def test_the_last_failed_attempt_spends_no_retry_token():
+    """A token is spent only for a retry that runs: two calls of two attempts each use two of a burst of two."""
+    policy = _policy(attempts=2, fail_max=100)
+    policy._budget = RetryBudget(ratio=0.0, burst=2)
+    source = FlakySource(100, SourceUnavailable("src", "down"))
+    for _ in range(2):
+        with pytest.raises(SourceFailed):
+            await policy.run(source, 5)
+    assert source.calls == 4
+    with pytest.raises(SourceFailed):
+        await policy.run(source, 5)
+    assert source.calls == 5, "the budget is spent: the third call is tried once"

@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bench.harness import md_table
 from connectors.accounting import AccountingConnector
-from connectors.sales import SalesConnector, customers, order_lines, orders, products
+from connectors.sales import SalesConnector
 from connectors.warehouse import WarehouseConnector
+from deploy.legacy.sales_tables import customers, order_lines, orders, products
 from deploy.legacy.schema import LegacyTargets, create_all, drop_all
 from federation.queries import InvoiceFilter, ItemFilter, OrderFilter
 

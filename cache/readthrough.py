@@ -181,7 +181,7 @@ class RedisCache:
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(*REDIS_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # unannotated before redis-py 8.2
 
     async def ping(self) -> None:
         """Return if Redis answers within the operation timeout; else raise ``CacheUnavailable``."""

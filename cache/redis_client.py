@@ -132,7 +132,7 @@ def make_redis(url: str, *, timeout: float = 0.25, connect_timeout: float = 0.25
                          "which Cluster accepts only within one hash slot")
     socket_kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout}
     # The sentinels get the same tight bounds; a dead sentinel must not stall finding the primary.
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # unannotated before redis-py 8.2
         address.hosts, sentinel_kwargs={**socket_kwargs, "retry": Retry(NoBackoff(), 0)}, **socket_kwargs)
     client: Redis = sentinel.master_for(
         address.service,

@@ -110,9 +110,10 @@ def _middleware(app: Sanic[Config, Any], settings: Settings, metrics: Any) -> tu
 
     async def admit(request: Request) -> HTTPResponse | None:
         request.ctx.started = time.perf_counter()
+        built = services(app)
         incoming = request.headers.get("x-request-id", "")
         request.ctx.request_id = (incoming if 0 < len(incoming) <= 128 and incoming.isprintable()
-                                  else services(app).request_ids.new())
+                                  else built.request_ids.new())
         route = request.route
         if route is None:
             return None
@@ -125,7 +126,7 @@ def _middleware(app: Sanic[Config, Any], settings: Settings, metrics: Any) -> tu
             return None
         query_key = request.args.get("key") if getattr(route.ctx, "query_key", False) else None
         role, digest = keyring.authenticate(request.headers.get("authorization"), query_key)
-        limiter = services(app).limiter
+        limiter = built.limiter
         if limiter is not None:
             verdict = await limiter.check(digest)
             if not verdict.allowed:

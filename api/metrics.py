@@ -259,6 +259,7 @@ class PrometheusObserver:
 
     def __init__(self, metrics: Metrics, sources: Iterable[str] = ()) -> None:
         self._m = metrics
+        self._call_series: dict[tuple[str, str], tuple[Any, Any]] = {}
         # Series that exist from the start read as 0 rather than "no data" before the first event.
         for source in sources:
             metrics.breaker_state.labels(source).set(0)
@@ -269,8 +270,12 @@ class PrometheusObserver:
 
     def call_finished(self, source: str, seconds: float, outcome: str) -> None:
         label = outcome_label(outcome)
-        self._m.source_calls.labels(source, label).inc()
-        self._m.source_seconds.labels(source, label).observe(seconds)
+        series = self._call_series.get((source, label))
+        if series is None:   # labels() takes a lock and builds its key each time: once per series here
+            series = self._call_series[(source, label)] = (self._m.source_calls.labels(source, label),
+                                                           self._m.source_seconds.labels(source, label))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def retried(self, source: str) -> None:
         self._m.retries.labels(source).inc()

@@ -21,9 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
-
-class LeaseTimeout(Exception):
-    """Every held connection stayed lent for the whole wait."""
+from federation.errors import PoolExhausted
 
 
 @dataclass(eq=False)
@@ -40,9 +38,10 @@ class _Held:
 class HeldConnections:
     """At most ``size`` connections of ``engine``, each lent to one caller at a time."""
 
-    def __init__(self, engine: AsyncEngine, size: int, *, max_idle: float,
+    def __init__(self, source: str, engine: AsyncEngine, size: int, *, max_idle: float,
                  keeps: Callable[[BaseException], bool], clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
+        self._source = source
         self._engine = engine
         self._max_idle = max_idle
         self._keeps = keeps   # whether a call's error leaves its connection fit to lend again
@@ -63,7 +62,7 @@ class HeldConnections:
 
     @contextlib.asynccontextmanager
     async def lease(self, wait: float) -> AsyncIterator[Any]:
-        """A driver connection for the block; ``LeaseTimeout`` if none is free within ``wait`` seconds."""
+        """A driver connection for the block; ``PoolExhausted`` if none is free within ``wait`` seconds."""
         await self._take_slot(wait)
         held: _Held | None = None
         try:
@@ -92,7 +91,7 @@ class HeldConnections:
             async with asyncio.timeout(wait):
                 await self._slots.acquire()
         except TimeoutError:
-            raise LeaseTimeout from None
+            raise PoolExhausted(self._source, "no connection free in time") from None
         finally:
             self.waiting -= 1
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._deadline import GUARD_MARGIN
-from connectors._held import HeldConnections, LeaseTimeout
+from connectors._held import HeldConnections
 from connectors._paging import keyset_page
 from connectors._values import (
     ROW_ERRORS,
@@ -32,7 +32,7 @@ from connectors._values import (
     text_or_none,
     utc,
 )
-from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.errors import ConnectorError, QueryFailed, SourceTimeout, SourceUnavailable
 from federation.model import CENT
 from federation.queries import CustomerFilter, OrderFilter, SoldItemsFilter, SoldItemsKey
 from federation.records import (
@@ -160,7 +160,7 @@ class SalesConnector:
         engine = create_async_engine(self._url, **options)
         event.listen(engine.sync_engine, "connect", self._on_connect)
         self._engine = engine
-        self._held = HeldConnections(engine, self._pool_size, max_idle=MAX_IDLE, keeps=_keeps_connection)
+        self._held = HeldConnections(SOURCE, engine, self._pool_size, max_idle=MAX_IDLE, keeps=_keeps_connection)
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -355,8 +355,6 @@ class SalesConnector:
                         return await work(cur)
         except ConnectorError:
             raise
-        except LeaseTimeout as exc:
-            raise PoolExhausted(SOURCE, "no connection free in time") from exc
         except TimeoutError as exc:
             raise SourceTimeout(SOURCE, "no answer in time") from exc
         except sa_exc.DBAPIError as exc:   # raised by SQLAlchemy while making a connection

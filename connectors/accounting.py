@@ -367,14 +367,14 @@ class AccountingConnector:
             conn.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")
         return conn
 
-    def _checkout(self, *, fresh: bool = False) -> tuple[_Session, bool]:
-        """A session for this thread, and whether it was reused from the idle list."""
+    def _checkout(self) -> _Session:
+        """A session for this thread: an idle one, or a new connection."""
         with self._lock:
-            if self._idle and not fresh:
-                return self._idle.pop(), True
+            if self._idle:
+                return self._idle.pop()
             self._connections += 1
         try:
-            return _Session(self._connect()), False
+            return _Session(self._connect())
         except pyodbc.Error as exc:
             with self._lock:
                 self._connections -= 1
@@ -383,6 +383,13 @@ class AccountingConnector:
             with self._lock:
                 self._connections -= 1
             raise
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            dropped, self._idle = self._idle, []
+            self._connections -= len(dropped)
+        for session in dropped:
+            session.close()
 
     def _checkin(self, session: _Session, *, keep: bool) -> None:
         with self._lock:
@@ -398,16 +405,14 @@ class AccountingConnector:
         try:
             if running.cancelled:  # given up on before it started
                 raise SourceTimeout(SOURCE, "no answer in time")
-            session, reused = self._checkout()
+            session = self._checkout()
             try:
                 return self._attempt(session, work, running)
             except SourceUnavailable:
-                if not reused or running.cancelled:
-                    raise
-            # The server dropped an idle connection (restart, wait_timeout). Every statement
-            # here is a read, so one retry on a fresh connection is safe.
-            session, _ = self._checkout(fresh=True)
-            return self._attempt(session, work, running)
+                # A server that dropped this connection (a restart, wait_timeout) has most likely
+                # dropped the idle ones too. The call fails as transient: the policy retries it.
+                self._drop_idle()
+                raise
         finally:
             with running.lock:
                 running.finished = True

@@ -198,16 +198,16 @@ class WarehouseConnector:
         if pool is None:
             raise SourceUnavailable(SOURCE, "connector is not open")
         try:
-            try:
-                return await self._attempt(pool, work)
-            except _ConnectionLost:
-                # The server dropped idle connections (restart, idle timeout): weed out the
-                # others, then retry once; every statement here is a read, safe to repeat.
-                await pool.check()
-                return await self._attempt(pool, work)
+            return await self._attempt(pool, work)
         except ConnectorError:
             raise
         except _ConnectionLost as exc:
+            # A server that dropped this connection (a restart, an idle timeout) has most likely
+            # dropped the idle ones too: weed them out, so that the policy's retry, the one retry
+            # layer, finds a live one.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._connect_timeout):
+                    await pool.check()
             raise SourceUnavailable(SOURCE, "connection lost") from exc.__cause__
         except TooManyRequests as exc:
             raise PoolExhausted(SOURCE, "too many requests waiting for a connection") from exc

@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, make_sources: SourceFactory = build_source
     app: Sanic[Config, Any] = Sanic(name, configure_logging=True)
     app.config.update({**SANIC_CONFIG,
                        "REQUEST_TIMEOUT": settings.head_timeout,   # the whole head, under api.server's protocol
-                       "RESPONSE_TIMEOUT": max(30, settings.request_deadline * 3)})
+                       "RESPONSE_TIMEOUT": max(30, settings.timeouts.deadline * 3)})
     _describe(app)
     for blueprint in (v1, ops, openapi_routes, admin):
         app.blueprint(blueprint)
@@ -136,7 +136,7 @@ def _middleware(app: Sanic[Config, Any], settings: Settings, metrics: Any) -> tu
         if not accepts_json(request.headers.get("accept")):
             raise SanicException("this resource is served as application/json only", status_code=406)
         request.ctx.role = role
-        request.ctx.fed = RequestContext.start(role, settings.request_deadline)
+        request.ctx.fed = RequestContext.start(role, settings.timeouts.deadline)
         return None
 
     async def finish(request: Request, response: BaseHTTPResponse) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cache.freshness import Freshness
 from cache.redis_client import parse_redis_url
+from federation.policy import Timeouts
 from federation.roles import ROLES
 
 
@@ -43,6 +44,9 @@ DEFAULT_FRESHNESS = {
 }
 
 
+DEFAULT_TIMEOUTS = Timeouts(connect=2.0, attempt=2.0, deadline=5.0)
+
+
 @dataclass(frozen=True)
 class Settings:
     warehouse_dsn: Secret
@@ -51,9 +55,7 @@ class Settings:
     redis_url: Secret
     api_keys: tuple[ApiKey, ...]
     cursor_secret: Secret
-    request_deadline: float = 5.0
-    source_timeout: float = 2.0
-    connect_timeout: float = 2.0
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
     warehouse_pool: int = 10
     sales_pool: int = 10
     accounting_workers: int = 4
@@ -191,9 +193,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=Secret(redis_url),
         api_keys=keys,
         cursor_secret=Secret(cursor_secret),
-        request_deadline=_number(env, "BIZFED_REQUEST_DEADLINE", 5.0, minimum=0.1),
-        source_timeout=_number(env, "BIZFED_SOURCE_TIMEOUT", 2.0, minimum=0.05),
-        connect_timeout=_number(env, "BIZFED_CONNECT_TIMEOUT", 2.0, minimum=0.05),
+        timeouts=Timeouts(connect=_number(env, "BIZFED_CONNECT_TIMEOUT", 2.0, minimum=0.05),
+                          attempt=_number(env, "BIZFED_SOURCE_TIMEOUT", 2.0, minimum=0.05),
+                          deadline=_number(env, "BIZFED_REQUEST_DEADLINE", 5.0, minimum=0.1)),
         breaker_fail_max=int(_number(env, "BIZFED_BREAKER_FAIL_MAX", 5, minimum=1)),
         breaker_reset=_number(env, "BIZFED_BREAKER_RESET", 10.0, minimum=0.1),
         retry_attempts=int(_number(env, "BIZFED_RETRY_ATTEMPTS", 2, minimum=1)),

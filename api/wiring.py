@@ -39,15 +39,14 @@ SourceFactory = Callable[[Settings], Mapping[str, Any]]
 
 def build_sources(settings: Settings) -> dict[str, Any]:
     """The real connectors; nothing connects until ``open()``."""
+    limits = settings.timeouts
     return {
         "warehouse": WarehouseConnector(settings.warehouse_dsn, pool_max=settings.warehouse_pool,
-                                        query_timeout=settings.source_timeout,
-                                        connect_timeout=settings.connect_timeout),
+                                        query_timeout=limits.attempt, connect_timeout=limits.connect),
         "sales": SalesConnector(settings.sales_url, pool_size=settings.sales_pool,
-                                query_timeout=settings.source_timeout, connect_timeout=settings.connect_timeout),
+                                query_timeout=limits.attempt, connect_timeout=limits.connect),
         "accounting": AccountingConnector(settings.accounting_odbc, max_workers=settings.accounting_workers,
-                                          login_timeout=settings.connect_timeout,
-                                          query_timeout=settings.source_timeout),
+                                          login_timeout=limits.connect, query_timeout=limits.attempt),
     }
 
 
@@ -57,7 +56,7 @@ def build_policies(settings: Settings, observer: Observer) -> dict[str, SourcePo
     return {
         name: SourcePolicy(
             name,
-            PolicyConfig(timeout=settings.source_timeout, concurrency=concurrency[name] * 2,
+            PolicyConfig(timeouts=settings.timeouts, concurrency=concurrency[name] * 2,
                          bulkhead_wait=settings.bulkhead_wait, attempts=settings.retry_attempts),
             make_breaker(name, settings.breaker_fail_max, settings.breaker_reset, observer),
             observer,
@@ -91,7 +90,7 @@ def build_services(settings: Settings, metrics: Metrics, make_sources: SourceFac
         life.loops["l1-invalidations"] = cache.follow_invalidations
         if first_level is not None:
             snapshots = Snapshots(first_level)
-        changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.source_timeout)
+        changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.timeouts.attempt)
         life.add(stop=changes.close)
         life.loops["warehouse-watcher"] = lambda: watch_warehouse(changes, cache, settings.watch_interval)
     else:

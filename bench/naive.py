@@ -95,8 +95,8 @@ class Sources:
             minsize=1, maxsize=s.sales_pool, host=url.host or "127.0.0.1", port=url.port or 3306,
             user=url.username or "", password=url.password or "", database=url.database,
             charset=str(url.query.get("charset", "utf8mb4")), autocommit=True,
-            init_command=f"SET SESSION max_statement_time = {s.source_timeout:.3f}")
-        options = f"-c statement_timeout={round(s.source_timeout * 1000)} -c TimeZone=UTC"
+            init_command=f"SET SESSION max_statement_time = {s.timeouts.attempt:.3f}")
+        options = f"-c statement_timeout={round(s.timeouts.attempt * 1000)} -c TimeZone=UTC"
         self.warehouse = AsyncConnectionPool(s.warehouse_dsn, min_size=1, max_size=s.warehouse_pool, open=False,
                                              kwargs={"autocommit": True, "options": options})
         await self.warehouse.open()
@@ -135,8 +135,8 @@ class Sources:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             conn = pyodbc.connect(self.settings.accounting_odbc, autocommit=True,
-                                  timeout=max(1, math.ceil(self.settings.connect_timeout)))
-            conn.timeout = max(1, math.ceil(self.settings.source_timeout))
+                                  timeout=max(1, math.ceil(self.settings.timeouts.connect)))
+            conn.timeout = max(1, math.ceil(self.settings.timeouts.attempt))
             # MariaDB Connector/ODBC garbles some text exchanged as UTF-16; UTF-8 round-trips
             conn.setencoding(encoding="utf-8")
             conn.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")

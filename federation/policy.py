@@ -53,8 +53,17 @@ class NullObserver:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """The one set of time limits for every source call; connectors and the policy read it alike."""
+
+    connect: float   # to make a connection (the connectors' pool wait, too)
+    attempt: float   # one attempt against the source; also the server-side statement timeout
+    deadline: float  # a whole request, every call and retry within it
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
-    timeout: float            # one attempt against the source
+    timeouts: Timeouts
     concurrency: int          # bulkhead: calls in flight at once
     bulkhead_wait: float      # how long a call may queue for the bulkhead
     attempts: int             # tries per call, retries included
@@ -253,7 +262,7 @@ class SourcePolicy:
         if left <= 0:
             raise SourceTimeout(self.source, "deadline exceeded")
         try:
-            async with asyncio.timeout(min(self.config.timeout, left)):
+            async with asyncio.timeout(min(self.config.timeouts.attempt, left)):
                 return await call()
         except TimeoutError:
             raise SourceTimeout(self.source, "timeout") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from federation.context import RequestContext
 from federation.gateway import Gateway, ReadThrough
-from federation.policy import NullObserver, PolicyConfig, SourcePolicy, make_breaker
+from federation.policy import NullObserver, PolicyConfig, SourcePolicy, Timeouts, make_breaker
 from tests.fakes.accounting import FakeAccounting
 from tests.fakes.cache import FakeCache, ManualClock
 from tests.fakes.sales import FakeSales
@@ -28,7 +28,8 @@ def federation_over(warehouse: FakeWarehouse | None = None, sales: FakeSales | N
     with a real breaker, as ``api/app.py`` builds them; ``cache`` None reads every call from the source."""
     connectors = {"warehouse": warehouse or FakeWarehouse(), "sales": sales or FakeSales(),
                   "accounting": accounting or FakeAccounting()}
-    config = PolicyConfig(timeout=timeout, concurrency=concurrency, bulkhead_wait=bulkhead_wait, attempts=attempts)
+    config = PolicyConfig(timeouts=Timeouts(connect=timeout, attempt=timeout, deadline=5.0), concurrency=concurrency,
+                          bulkhead_wait=bulkhead_wait, attempts=attempts)
     observer = NullObserver()
     policies = {name: SourcePolicy(name, config, make_breaker(name, fail_max, reset, observer), observer)
                 for name in connectors}

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from federation.errors import QueryFailed, SourceFailed, SourceTimeout, SourceUnavailable
-from federation.policy import NullObserver, PolicyConfig, RetryBudget, SourcePolicy, make_breaker
+from federation.policy import NullObserver, PolicyConfig, RetryBudget, SourcePolicy, Timeouts, make_breaker
 
 
 class FlakySource:
@@ -31,7 +31,8 @@ class FlakySource:
 
 def _policy(*, timeout: float = 0.5, attempts: int = 3, fail_max: int = 3, reset: float = 0.3,
             concurrency: int = 4, bulkhead_wait: float = 0.05) -> SourcePolicy:
-    return SourcePolicy("src", PolicyConfig(timeout=timeout, concurrency=concurrency, bulkhead_wait=bulkhead_wait,
+    timeouts = Timeouts(connect=timeout, attempt=timeout, deadline=5.0)
+    return SourcePolicy("src", PolicyConfig(timeouts=timeouts, concurrency=concurrency, bulkhead_wait=bulkhead_wait,
                                             attempts=attempts),
                         make_breaker("src", fail_max, reset, NullObserver()))
 

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench import fanout
-from bench.harness import ADMIN, ROOT, LoadResult, interleaved, md_table, seeded, server, server_env, spread, wrk
+from bench.harness import ADMIN, ROOT, LoadResult, md_table, seeded, server, server_env, spread, wrk
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 CHECKED_IDS = 5   # of each route, compared field by field before any load
@@ -215,6 +215,24 @@ def _short(frame: str) -> str:
     return f"{function} ({path})"
 
 
+def _interleaved_cpu(bases: Mapping[str, str], pids: Mapping[str, int], route_paths: list[str], rounds: int,
+                     seconds: int, cpu: dict[str, list[float]]) -> dict[str, list[LoadResult]]:
+    """``interleaved``, also noting into ``cpu`` each server's CPU seconds per request of each run."""
+    runs: dict[str, list[LoadResult]] = {name: [] for name in bases}
+    for _ in range(rounds):
+        for name, base in bases.items():
+            before = _cpu_seconds(pids[name])
+            run = wrk(name, base, route_paths, seconds=seconds)
+            runs[name].append(run)
+            cpu.setdefault(name, []).append((_cpu_seconds(pids[name]) - before) / max(run.requests, 1))
+    return runs
+
+
+def cpu_cells(cpu: Mapping[str, list[float]]) -> list[str]:
+    naive, bizfed = statistics.median(cpu["naive"]), statistics.median(cpu["bizfed"])
+    return [f"{naive * 1000:.2f} / {bizfed * 1000:.2f}", f"**{naive / bizfed:.2f}x**"]
+
+
 def _median_rate(runs: list[LoadResult]) -> float | None:
     clean = [r.requests_per_s for r in runs if not r.errors]
     return statistics.median(clean) if clean else None
@@ -251,7 +269,10 @@ def main(argv: list[str] | None = None) -> str:
             routes = paths(bases["bizfed"], args.orders, 50)
             compared = check_same_data(bases["naive"], bases["bizfed"], routes)
             print(f"bench: naive and bizfed answered the same data for {compared} paths", flush=True)
-            results = {route: interleaved(bases, route_paths, rounds=args.rounds, seconds=args.seconds)
+            pids = {name: listening_pid(base) for name, base in bases.items()}
+            cpu: dict[str, dict[str, list[float]]] = {}
+            results = {route: _interleaved_cpu(bases, pids, route_paths, args.rounds, args.seconds,
+                                               cpu.setdefault(route, {}))
                        for route, route_paths in routes.items()}
             order_paths = routes["GET /v1/orders/{no}"]
             prof = profile(listening_pid(bases["bizfed"]), args.profile_seconds,
@@ -260,14 +281,18 @@ def main(argv: list[str] | None = None) -> str:
         fan = fanout.run(senv, nos)
     load_after = os.getloadavg()[0]
     head = ["route", "naive req/s", "bizfed req/s", "bizfed / naive", "each round's ratio", "errors (failed/requests)"]
-    rows = [route_row(route, runs["naive"], runs["bizfed"]) for route, runs in results.items()]
+    rows = [route_row(route, runs["naive"], runs["bizfed"]) + cpu_cells(cpu[route])
+            for route, runs in results.items()]
+    head += ["CPU ms per request, naive / bizfed", "naive / bizfed CPU per request"]
     report = (f"\nCold reads (bizfed with BIZFED_CACHE=off) against the hand-written app, scale {args.scale}, one "
               f"worker each, both up at once; wrk 1 thread 32 connections, {args.rounds} interleaved {args.seconds} s "
               f"runs of each per route, median req/s of the runs without failures; the order route rotates over "
               f"{len(order_paths)} orders, the customer route over 50 customers. Both answered the same data for "
               f"{compared} paths (the first {CHECKED_IDS} of each route, every field of `data` compared) before "
               f"the load. Load average {load_before:.1f} before the run, {load_after:.1f} after it.\n\n"
-              + md_table(head, rows, "l r r r l l") + "\n\nreq/s over the rounds: "
+              + md_table(head, rows, "l r r r l l r r") + "\n\nThe CPU columns are each server process's CPU "
+              "seconds over a run divided by its requests (median of the rounds): a measure that other load on the "
+              "machine disturbs less than throughput.\n\nreq/s over the rounds: "
               + "; ".join(f"{route} {name} {spread(r)}" for route, runs in results.items() for name, r in runs.items())
               + f"\n\nFan-out (`bench.fanout`, in-process, cache off): GET /v1/orders/{{no}} median "
               f"{fan['fanout_p50_ms']:.2f} ms vs the slowest single source call alone {fan['slowest_p50_ms']:.2f} ms: "

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import pyodbc
 
 from connectors._batch import chunked, unique
-from connectors._deadline import GUARD_MARGIN
 from connectors._paging import keyset_page
 from connectors._values import ROW_ERRORS, cents, convert_rows, log, skipped_row, text_or_none, yyyymmdd
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
@@ -38,6 +37,7 @@ T = TypeVar("T")
 Row = Sequence[Any]
 Work = Callable[[pyodbc.Cursor], T]
 
+SOCKET_MARGIN = 1.0   # seconds a call may outlast its login and query timeouts before it is given up on
 SOURCE = "accounting"
 
 CUSTNO_WIDTH, INVNO_WIDTH, ORDREF_WIDTH, ITEMNO_WIDTH = 10, 12, 20, 20
@@ -110,11 +110,11 @@ def today_int(day: date) -> int:
 def socket_options(odbc: str, *, login_timeout: float, query_timeout: float) -> str:
     """``odbc`` with the driver's connect, read and write timeouts added, unless it sets them itself.
 
-    A read or write waits at most just past the connector's own deadline for a call: that deadline (and
-    its cancel) acts first, and the socket timeout only ends a thread whose network has died.
+    A read or write waits at most just past a call's time (the policy's attempt timeout, which cancels
+    the statement first): the socket timeout only ends a thread whose network has died.
     """
     given = {part.partition("=")[0].strip().upper() for part in odbc.split(";")}
-    rw = math.ceil(login_timeout + query_timeout + GUARD_MARGIN) + 1
+    rw = math.ceil(login_timeout + query_timeout + SOCKET_MARGIN) + 1
     values = {"CONN_TIMEOUT": max(1, math.ceil(login_timeout)), "READ_TIMEOUT": rw, "WRITE_TIMEOUT": rw}
     extra = [f"{key}={values[key]}" for key in _SOCKET_OPTIONS if key not in given]
     return ";".join([odbc.rstrip(";"), *extra]) if extra else odbc
@@ -283,7 +283,7 @@ class AccountingConnector:
             return
         # Threads may be inside a blocking driver call: wait for them off the event loop, as long as
         # the socket timeouts let a call take.
-        bound = self._login_timeout + 2 * (self._query_timeout + GUARD_MARGIN) + 2
+        bound = self._login_timeout + 2 * (self._query_timeout + SOCKET_MARGIN) + 2
         await asyncio.get_running_loop().run_in_executor(None, workers.close, bound)
         if canceller is not None:
             canceller.shutdown(wait=False)
@@ -482,8 +482,11 @@ class AccountingConnector:
         # the worker and the loop trade the GIL back and forth at the end of every call.
         outcome: asyncio.Future[T] = loop.create_future()
         future.add_done_callback(lambda done: _hand_back(loop, lambda: self._free(running, slots), done, outcome))
+        # ODBC drivers may ignore the query timeout attribute (MariaDB's does), so unlike the other
+        # connectors this one times its statements itself: past the limit it cancels the statement and
+        # retires the thread, as it does when the policy gives up on the call first.
         try:
-            async with asyncio.timeout(self._login_timeout + self._query_timeout + GUARD_MARGIN):
+            async with asyncio.timeout(self._login_timeout + self._query_timeout + SOCKET_MARGIN):
                 return await outcome
         except TimeoutError as exc:
             self._give_up(running, slots, workers, canceller)

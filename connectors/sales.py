@@ -18,7 +18,6 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
-from connectors._deadline import GUARD_MARGIN
 from connectors._held import HeldConnections
 from connectors._paging import keyset_page
 from connectors._values import (
@@ -348,11 +347,11 @@ class SalesConnector:
             raise SourceUnavailable(SOURCE, "connector is not open")
         connected = False
         try:
-            async with asyncio.timeout(self._connect_timeout + self._query_timeout + GUARD_MARGIN):
-                async with held.lease(self._connect_timeout) as conn:
-                    connected = True
-                    async with conn.cursor() as cur:
-                        return await work(cur)
+            # No timer here: the policy bounds every attempt, and a call it gives up on is cancelled.
+            async with held.lease(self._connect_timeout) as conn:
+                connected = True
+                async with conn.cursor() as cur:
+                    return await work(cur)
         except ConnectorError:
             raise
         except TimeoutError as exc:

@@ -16,7 +16,6 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
-from connectors._deadline import GUARD_MARGIN
 from connectors._paging import keyset_page
 from connectors._values import ROW_ERRORS, convert_rows, skipped_row, utc
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
@@ -226,17 +225,17 @@ class WarehouseConnector:
             raise QueryFailed(SOURCE, "query rejected") from exc
 
     async def _attempt(self, pool: AsyncConnectionPool[Conn], work: Callable[[Conn], Awaitable[T]]) -> T:
-        async with asyncio.timeout(self._connect_timeout + self._query_timeout + GUARD_MARGIN):
-            async with pool.connection() as conn:
-                self._in_use += 1
-                try:
-                    return await work(conn)
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    if conn.broken and not isinstance(exc, pg_errors.QueryCanceled):
-                        raise _ConnectionLost from exc
-                    raise
-                finally:
-                    self._in_use -= 1
+        # No timer here: the policy bounds every attempt, and a call it gives up on is cancelled.
+        async with pool.connection() as conn:
+            self._in_use += 1
+            try:
+                return await work(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if conn.broken and not isinstance(exc, pg_errors.QueryCanceled):
+                    raise _ConnectionLost from exc
+                raise
+            finally:
+                self._in_use -= 1
 
 
 class _ConnectionLost(Exception):

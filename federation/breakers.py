@@ -16,12 +16,11 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 import pybreaker
 
-from federation.policy import StateListener
+from federation.policy import Breaker, StateListener
 
 log = logging.getLogger("bizfed.breakers")
 
@@ -43,7 +42,7 @@ class BreakerBoard(Protocol):
 
 
 class SharedBreakers:
-    def __init__(self, board: BreakerBoard, breakers: Mapping[str, pybreaker.CircuitBreaker], *,
+    def __init__(self, board: BreakerBoard, breakers: Mapping[str, Breaker], *,
                  poll: float = 0.5, identity: str | None = None) -> None:
         self._board = board
         self._breakers = breakers
@@ -110,13 +109,13 @@ class SharedBreakers:
             log.info("breaker %s opened by %s", source, remote.by)
         return True
 
-    def _set(self, breaker: pybreaker.CircuitBreaker, state: str, opened_at: float | None = None) -> None:
+    def _set(self, breaker: Breaker, state: str, opened_at: float | None = None) -> None:
         self._applying = True
         try:
             if state == pybreaker.STATE_OPEN:
                 breaker.open()
                 # Keep the opener's clock so every process half-opens at about the same time.
-                breaker._state_storage.opened_at = datetime.fromtimestamp(opened_at or time.time(), UTC)
+                breaker.opened_at = opened_at or time.time()
             else:
                 breaker.close()
         finally:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import pybreaker
@@ -138,16 +139,38 @@ class StateListener(pybreaker.CircuitBreakerListener):
         self._on_change(self._source, new_state.name)
 
 
+class Breaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker, keeping its state storage at hand.
+
+    When the breaker opened lives in the storage, which pybreaker keeps private: the policy reads it
+    to fail fast while open, and the shared breakers set it to the opener's clock.
+    """
+
+    def __init__(self, *, state_storage: pybreaker.CircuitBreakerStorage, **kwargs: Any) -> None:
+        super().__init__(state_storage=state_storage, **kwargs)
+        self.storage = state_storage
+
+    @property
+    def opened_at(self) -> float | None:
+        """When the breaker last opened, as a POSIX time; None if it never has."""
+        opened = self.storage.opened_at
+        return opened.timestamp() if opened is not None else None
+
+    @opened_at.setter
+    def opened_at(self, when: float) -> None:
+        self.storage.opened_at = datetime.fromtimestamp(when, UTC)
+
+
 def make_breaker(source: str, fail_max: int, reset_timeout: float, observer: Observer,
-                 storage: pybreaker.CircuitBreakerStorage | None = None) -> pybreaker.CircuitBreaker:
+                 storage: pybreaker.CircuitBreakerStorage | None = None) -> Breaker:
     """A breaker that only counts transient failures (unreachable, timeout, reset)."""
-    return pybreaker.CircuitBreaker(
+    return Breaker(
         fail_max=fail_max,
         reset_timeout=reset_timeout,
         # A rejected query or our own full pool says nothing about the source's health.
         exclude=[lambda exc: not _transient(exc)],
         listeners=[StateListener(source, observer.breaker_changed)],
-        state_storage=storage,
+        state_storage=storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED),
         name=source,
     )
 
@@ -155,7 +178,7 @@ def make_breaker(source: str, fail_max: int, reset_timeout: float, observer: Obs
 class SourcePolicy:
     """Runs one source's calls under its timeout, bulkhead, breaker and retry budget."""
 
-    def __init__(self, source: str, config: PolicyConfig, breaker: pybreaker.CircuitBreaker,
+    def __init__(self, source: str, config: PolicyConfig, breaker: Breaker,
                  observer: Observer | None = None, stats: SourceStats | None = None) -> None:
         self.source = source
         self.config = config
@@ -231,8 +254,8 @@ class SourcePolicy:
     def _refuse_if_open(self) -> None:
         """Fail fast while open, before queueing for the bulkhead."""
         if self.breaker.current_state == pybreaker.STATE_OPEN:
-            opened = self.breaker._state_storage.opened_at
-            if opened is None or time.time() < opened.timestamp() + self.breaker.reset_timeout:
+            opened = self.breaker.opened_at
+            if opened is None or time.time() < opened + self.breaker.reset_timeout:
                 raise SourceFailed(self.source, "circuit open")
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:

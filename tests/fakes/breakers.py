@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pybreaker
 
 from federation.breakers import BreakerBoard, Opening
+from federation.policy import Breaker
 
 
 class FakeBoard:
@@ -34,7 +35,7 @@ class FakeBoard:
         return {name: self.openings.get(name) for name in sources}
 
 
-def trial_passes(breaker: pybreaker.CircuitBreaker) -> bool:
+def trial_passes(breaker: Breaker) -> bool:
     """Whether ``breaker`` lets a call through now (a closed breaker, or a half-open one's trial)."""
     try:
         breaker.call(lambda: None)

@@ -18,14 +18,14 @@ from cache.availability import Availability
 from cache.breakers import RedisBreakerBoard
 from federation.breakers import Opening, SharedBreakers
 from federation.errors import SourceTimeout
-from federation.policy import NullObserver, make_breaker
+from federation.policy import Breaker, NullObserver, make_breaker
 from tests.fakes.breakers import trial_passes
 
 RESET = 1.0   # seconds an open breaker waits before it lets a trial call through
 POLL = 0.05   # seconds between the sync task's rounds
 
 
-def _breakers() -> dict[str, pybreaker.CircuitBreaker]:
+def _breakers() -> dict[str, Breaker]:
     return {"accounting": make_breaker("accounting", 2, RESET, NullObserver())}
 
 
@@ -34,7 +34,7 @@ def _prefix() -> str:
     return f"test:{uuid.uuid4().hex[:8]}:breaker:"
 
 
-def _shared(redis: Redis, breakers: dict[str, pybreaker.CircuitBreaker], prefix: str,
+def _shared(redis: Redis, breakers: dict[str, Breaker], prefix: str,
             identity: str | None = None) -> SharedBreakers:
     board = RedisBreakerBoard(redis, Availability(backoff=POLL), Opening, prefix=prefix)
     return SharedBreakers(board, breakers, poll=POLL, identity=identity)
@@ -46,7 +46,7 @@ async def _running(sync: SharedBreakers) -> asyncio.Task[None]:
     return task
 
 
-async def _open(breaker: pybreaker.CircuitBreaker) -> None:
+async def _open(breaker: Breaker) -> None:
     for _ in range(2):
         with contextlib.suppress(SourceTimeout, pybreaker.CircuitBreakerError), breaker.calling():
             raise SourceTimeout("accounting", "timeout")

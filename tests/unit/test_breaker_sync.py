@@ -11,18 +11,18 @@ import pybreaker
 
 from federation.breakers import SharedBreakers
 from federation.errors import SourceTimeout
-from federation.policy import NullObserver, make_breaker
+from federation.policy import Breaker, NullObserver, make_breaker
 from tests.fakes.breakers import FakeBoard, trial_passes
 
 POLL = 0.01
 
 
-def _process(board: FakeBoard, name: str) -> tuple[pybreaker.CircuitBreaker, SharedBreakers]:
+def _process(board: FakeBoard, name: str) -> tuple[Breaker, SharedBreakers]:
     breaker = make_breaker("accounting", 2, 60.0, NullObserver())
     return breaker, SharedBreakers(board, {"accounting": breaker}, poll=POLL, identity=name)
 
 
-def _fail_twice(breaker: pybreaker.CircuitBreaker) -> None:
+def _fail_twice(breaker: Breaker) -> None:
     for _ in range(2):
         with contextlib.suppress(SourceTimeout, pybreaker.CircuitBreakerError), breaker.calling():
             raise SourceTimeout("accounting", "timeout")

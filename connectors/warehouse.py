@@ -27,6 +27,7 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[TupleRow]
 Params = dict[str, Any]
 
+CUT_WAIT = 1.0   # seconds a query given up on has to end once its socket is shut down; it takes milliseconds
 SOURCE = "warehouse"
 
 _LOCATIONS = "SELECT code, name, city, country, timezone FROM locations ORDER BY code"
@@ -229,7 +230,7 @@ class WarehouseConnector:
         async with pool.connection() as conn:
             self._in_use += 1
             try:
-                return await work(conn)
+                return await _abandonable(conn, work(conn))
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if conn.broken and not isinstance(exc, pg_errors.QueryCanceled):
                     raise _ConnectionLost from exc
@@ -352,3 +353,27 @@ def _sku_name(row: tuple[Any, ...]) -> tuple[str, str]:
 def _shipment(row: tuple[Any, ...]) -> tuple[tuple[str, str], int]:
     reference, sku, qty = row
     return (str.strip(reference), _sku(sku)), int(qty)
+
+
+async def _abandonable(conn: Conn, job: Awaitable[T]) -> T:
+    """``job`` on ``conn``; if the caller gives up on it, it ends at once and the connection with it.
+
+    psycopg answers a cancelled query by asking the server to cancel it and waiting for that, up to
+    10 s in all: on a dead network, 10 s past the call's deadline with its slot held. Instead the
+    connection's socket is shut down, so the query's wait fails at once with a lost connection, and
+    the pool discards it. (Closing the connection under the running query would free it mid-use.)
+    """
+    task = asyncio.ensure_future(job)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError, ValueError), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+        await asyncio.wait({task}, timeout=CUT_WAIT)
+        task.add_done_callback(_retrieved)
+        raise
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()   # known and dealt with; retrieved so that asyncio does not log it

@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from federation.errors import PoolExhausted
+from federation.errors import PoolExhausted, SourceUnavailable
 
 
 @dataclass(eq=False)
@@ -105,7 +106,13 @@ class HeldConnections:
         return None
 
     async def _make(self) -> _Held:
-        proxied = await self._engine.raw_connection()
+        try:
+            proxied = await self._engine.raw_connection()
+        except (sa_exc.SQLAlchemyError, OSError, EOFError, RuntimeError) as exc:
+            # Only the driver runs here. Besides its errors (wrapped by SQLAlchemy) and the socket's,
+            # asyncmy lets a RuntimeError out when the server resets the connection just after the
+            # TCP handshake ("Transport does not expose socket instance").
+            raise SourceUnavailable(self._source, "cannot connect") from exc
         now = self._clock()
         return _Held(proxied, now, now)
 

@@ -356,10 +356,6 @@ class SalesConnector:
             raise
         except TimeoutError as exc:
             raise SourceTimeout(SOURCE, "no answer in time") from exc
-        except sa_exc.DBAPIError as exc:   # raised by SQLAlchemy while making a connection
-            raise SourceUnavailable(SOURCE, "cannot connect") from exc
-        except sa_exc.SQLAlchemyError as exc:
-            raise SourceUnavailable(SOURCE, "cannot connect") from exc
         except asyncmy_errors.Error as exc:
             raise _classify(exc) from exc
         except (OSError, EOFError, asyncio.IncompleteReadError) as exc:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._paging import keyset_page
@@ -28,6 +28,7 @@ Conn = psycopg.AsyncConnection[TupleRow]
 Params = dict[str, Any]
 
 CUT_WAIT = 1.0   # seconds a query given up on has to end once its socket is shut down; it takes milliseconds
+RECONNECT_FACTOR = 2   # connect timeouts the pool's background reconnection may go on for
 SOURCE = "warehouse"
 
 _LOCATIONS = "SELECT code, name, city, country, timezone FROM locations ORDER BY code"
@@ -53,7 +54,6 @@ class WarehouseConnector:
         if not 0 <= pool_min <= pool_max or pool_max < 1:
             raise ValueError("warehouse: need 0 <= pool_min <= pool_max and pool_max >= 1")
         if max_waiting < 1:
-            # psycopg_pool reads 0 as "unbounded": a queue must have a bound
             raise ValueError("warehouse: max_waiting must be at least 1")
         try:
             info = psycopg.conninfo.conninfo_to_dict(dsn)
@@ -64,10 +64,15 @@ class WarehouseConnector:
         self._pool_max = pool_max
         self._query_timeout = query_timeout
         self._connect_timeout = connect_timeout
-        self._max_waiting = max_waiting
         self._connect_kwargs = self._session_kwargs(info)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._in_use = 0
+        # The callers a call may queue behind, bounded here rather than by psycopg_pool's max_waiting:
+        # the pool drops a waiter that timed out only when a connection comes for it, so while none
+        # can be made its queue fills with callers long gone and refuses everyone, for good once it
+        # has stopped trying to connect.
+        self._callers = asyncio.Semaphore(pool_max + max_waiting)
+        self._admitted = 0   # calls past that bound: holding a connection or waiting for one
 
     def _session_kwargs(self, info: dict[str, Any]) -> dict[str, Any]:
         options = [str(info["options"])] if info.get("options") else []
@@ -88,7 +93,11 @@ class WarehouseConnector:
             return
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._dsn, kwargs=self._connect_kwargs, min_size=self._pool_min, max_size=self._pool_max,
-            open=False, timeout=self._connect_timeout, max_waiting=self._max_waiting, name=SOURCE)
+            open=False, timeout=self._connect_timeout, max_waiting=0, name=SOURCE,
+            # psycopg_pool retries a failed connect with doubling delays for up to this long, so after a
+            # long outage its next try could come minutes late. Giving up early instead, it connects
+            # again as soon as a call wants a connection: the pool heals with the first call after.
+            reconnect_timeout=RECONNECT_FACTOR * self._connect_timeout)
         await pool.open(wait=False)
         self._pool = pool
 
@@ -121,8 +130,9 @@ class WarehouseConnector:
         state = {"max": self._pool_max, "size": 0, "in_use": self._in_use, "idle": 0, "waiting": 0}
         if self._pool is not None:
             stats = self._pool.get_stats()
+            # the pool's own count of waiting requests holds callers that timed out long ago
             state.update(size=stats.get("pool_size", 0), idle=stats.get("pool_available", 0),
-                         waiting=stats.get("requests_waiting", 0))
+                         waiting=self._admitted - self._in_use)
         return state
 
     # -- queries -----------------------------------------------------------
@@ -197,8 +207,15 @@ class WarehouseConnector:
         pool = self._pool
         if pool is None:
             raise SourceUnavailable(SOURCE, "connector is not open")
+        if self._callers.locked():
+            raise PoolExhausted(SOURCE, "too many requests waiting for a connection")
         try:
-            return await self._attempt(pool, work)
+            async with self._callers:
+                self._admitted += 1
+                try:
+                    return await self._attempt(pool, work)
+                finally:
+                    self._admitted -= 1
         except ConnectorError:
             raise
         except _ConnectionLost as exc:
@@ -209,10 +226,8 @@ class WarehouseConnector:
                 async with asyncio.timeout(self._connect_timeout):
                     await pool.check()
             raise SourceUnavailable(SOURCE, "connection lost") from exc.__cause__
-        except TooManyRequests as exc:
-            raise PoolExhausted(SOURCE, "too many requests waiting for a connection") from exc
         except PoolTimeout as exc:
-            # A full pool is local overload; an empty one that cannot fill is the source being down.
+            # A full pool is local overload; one that cannot fill is the source being down.
             if self._in_use >= self._pool_max:
                 raise PoolExhausted(SOURCE, "no connection free in time") from exc
             raise SourceUnavailable(SOURCE, "cannot connect") from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import pytest
@@ -12,6 +12,8 @@ from connectors.accounting import AccountingConnector
 from connectors.sales import SalesConnector
 from connectors.warehouse import WarehouseConnector
 from deploy.legacy.schema import LegacyTargets
+from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_port, url_with_port
+from deploy.local.faultproxy import FaultProxy
 
 QUERY_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
@@ -87,3 +89,25 @@ async def _closing() -> AsyncIterator[Callable[[Any], Any]]:
     yield opened.append
     for connector in opened:
         await connector.close()
+
+
+PROXIED_CALLS = 3   # the pool size of a connector behind a proxy: more than one connection is involved
+
+
+@pytest.fixture(name="proxied")
+def _proxied(request: pytest.FixtureRequest, empty_legacy: LegacyTargets) -> Iterator[tuple[Any, FaultProxy]]:
+    """A connector (``request.param`` names which) to its real server through a fault proxy."""
+    kind = request.param
+    if kind == "warehouse":
+        proxy = FaultProxy("127.0.0.1", dsn_port(empty_legacy.warehouse_dsn)).start()
+        connector: Any = make_warehouse(dsn_with_port(empty_legacy.warehouse_dsn, proxy.port), pool_max=PROXIED_CALLS)
+    elif kind == "sales":
+        proxy = FaultProxy("127.0.0.1", url_port(empty_legacy.sales_url)).start()
+        connector = make_sales(url_with_port(empty_legacy.sales_url, proxy.port), pool_size=PROXIED_CALLS)
+    else:
+        proxy = FaultProxy("127.0.0.1", odbc_port(empty_legacy.accounting_odbc)).start()
+        connector = make_accounting(odbc_with_port(empty_legacy.accounting_odbc, proxy.port), max_workers=PROXIED_CALLS)
+    try:
+        yield connector, proxy
+    finally:
+        proxy.stop()

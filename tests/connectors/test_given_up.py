@@ -11,37 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from deploy.legacy.schema import LegacyTargets
-from deploy.local.addresses import dsn_port, dsn_with_port, odbc_port, odbc_with_port, url_port, url_with_port
 from deploy.local.faultproxy import FaultProxy
-from tests.connectors.conftest import make_accounting, make_sales, make_warehouse
+from tests.connectors.conftest import PROXIED_CALLS as CALLS
 
 GIVE_UP_S = 0.5     # the caller's timer, as the policy's attempt timeout would be
 MARGIN_S = 0.5      # how long after the timer the call may take to come back
-CALLS = 3           # concurrent calls given up on, so more than one connection is involved
-
-
-@pytest.fixture(name="proxied")
-def _proxied(request: pytest.FixtureRequest, empty_legacy: LegacyTargets) -> Iterator[tuple[Any, FaultProxy]]:
-    kind = request.param
-    if kind == "warehouse":
-        proxy = FaultProxy("127.0.0.1", dsn_port(empty_legacy.warehouse_dsn)).start()
-        connector: Any = make_warehouse(dsn_with_port(empty_legacy.warehouse_dsn, proxy.port), pool_max=CALLS)
-    elif kind == "sales":
-        proxy = FaultProxy("127.0.0.1", url_port(empty_legacy.sales_url)).start()
-        connector = make_sales(url_with_port(empty_legacy.sales_url, proxy.port), pool_size=CALLS)
-    else:
-        proxy = FaultProxy("127.0.0.1", odbc_port(empty_legacy.accounting_odbc)).start()
-        connector = make_accounting(odbc_with_port(empty_legacy.accounting_odbc, proxy.port), max_workers=CALLS)
-    try:
-        yield connector, proxy
-    finally:
-        proxy.stop()
 
 
 async def _given_up(call: Callable[[], Any]) -> float:

@@ -8,7 +8,7 @@ SEED   ?= 42
 PORT   ?= 8000
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test test-fast lint stack-up stack-down seed bench bench-scale bench-connectors bench-cold clean docs fuzz replicas office
+.PHONY: venv demo test test-fast test-faults lint stack-up stack-down seed bench bench-scale bench-connectors bench-cold clean docs fuzz replicas office
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -49,6 +49,11 @@ test: venv lint
 # The federation's rules over in-memory fakes of the sources, with the unit and house tests: no server needed.
 test-fast: venv
 	$(BIN)/pytest tests/fast tests/unit tests/test_house.py -q
+
+# The fault matrix at the issue's durations (each fault 30 s, flapping 60 s): about 17 minutes.
+test-faults: venv
+	@$(BIN)/python -m deploy.local.stack up --tools
+	BIZFED_FAULT_SECONDS=30 BIZFED_FLAP_SECONDS=60 $(BIN)/pytest tests/resilience/test_fault_matrix.py -s -q
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

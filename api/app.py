@@ -13,6 +13,9 @@ from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.exceptions import SanicException
 from sanic.response import BaseHTTPResponse, file
+from sanic_ext import Extend
+from sanic_ext.extensions.http.extension import HTTPExtension
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api.admin import admin
 from api.auth import KeyRing
@@ -56,6 +59,9 @@ def create_app(settings: Settings, *, make_sources: SourceFactory = build_source
     app.config.update({**SANIC_CONFIG,
                        "REQUEST_TIMEOUT": settings.head_timeout,   # the whole head, under api.server's protocol
                        "RESPONSE_TIMEOUT": max(30, settings.timeouts.deadline * 3)})
+    # OpenAPI and HTTP (CORS, automatic HEAD and OPTIONS) only: the built-in injection extension,
+    # unused here, would dispatch a signal on every request.
+    Extend(app, built_in_extensions=False, extensions=[OpenAPIExtension, HTTPExtension])
     _describe(app)
     for blueprint in (v1, ops, openapi_routes, admin):
         app.blueprint(blueprint)

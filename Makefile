@@ -50,7 +50,7 @@ test: venv lint
 test-fast: venv
 	$(BIN)/pytest tests/fast tests/unit tests/test_house.py -q
 
-# The fault matrix at the issue's durations (each fault 30 s, flapping 60 s): about 17 minutes.
+# The fault matrix at the issue's durations (each fault 30 s, flapping 60 s): about 14 minutes.
 test-faults: venv
 	@$(BIN)/python -m deploy.local.stack up --tools
 	BIZFED_FAULT_SECONDS=30 BIZFED_FLAP_SECONDS=60 $(BIN)/pytest tests/resilience/test_fault_matrix.py -s -q

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import socket
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -18,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._paging import keyset_page
+from connectors._postgres import Connection, abandonable
 from connectors._values import ROW_ERRORS, convert_rows, skipped_row, utc
 from federation.errors import ConnectorError, PoolExhausted, QueryFailed, SourceTimeout, SourceUnavailable
 from federation.queries import ItemFilter
@@ -28,7 +26,6 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[TupleRow]
 Params = dict[str, Any]
 
-CUT_WAIT = 1.0   # seconds a query given up on has to end once its socket is shut down; it takes milliseconds
 RECONNECT_FACTOR = 2   # connect timeouts the pool's background reconnection may go on for
 SOURCE = "warehouse"
 
@@ -93,7 +90,7 @@ class WarehouseConnector:
         if self._pool is not None:
             return
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self._dsn, connection_class=_Connection, kwargs=self._connect_kwargs,
+            self._dsn, connection_class=Connection, kwargs=self._connect_kwargs,
             min_size=self._pool_min, max_size=self._pool_max,
             open=False, timeout=self._connect_timeout, max_waiting=0, name=SOURCE,
             # psycopg_pool retries a failed connect with doubling delays for up to this long, so after a
@@ -109,22 +106,9 @@ class WarehouseConnector:
             await pool.close(timeout=self._connect_timeout)
 
     async def ping(self) -> None:
-        """``SELECT 1`` through the pool; cancelling the ping ends it at once, whatever the server does.
-
-        psycopg meets a cancelled query by asking the server to cancel it and waiting for that, up to 5 s,
-        which a hung or unreachable server never answers; so a probe's deadline would stretch to 5 s.
-        Instead the ping's connection is cut, its query fails at once, and the pool drops the connection.
-        """
+        """``SELECT 1`` through the pool; cancelled, it ends at once whatever the server does (``abandonable``)."""
         async def work(conn: Conn) -> None:
-            query = asyncio.ensure_future(_select_one(conn))
-            try:
-                await asyncio.shield(query)
-            except asyncio.CancelledError:
-                _cut(conn)
-                await asyncio.wait({query})
-                if not query.cancelled():
-                    query.exception()
-                raise
+            await _select_one(conn)
 
         await self._run(work)
 
@@ -247,33 +231,13 @@ class WarehouseConnector:
         async with pool.connection() as conn:
             self._in_use += 1
             try:
-                return await _abandonable(conn, work(conn))
+                return await abandonable(conn, work(conn))
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if conn.broken and not isinstance(exc, pg_errors.QueryCanceled):
                     raise _ConnectionLost from exc
                 raise
             finally:
                 self._in_use -= 1
-
-
-class _Connection(psycopg.AsyncConnection[TupleRow]):
-    """The pool's connections: a connect that fails leaves no socket open behind it.
-
-    psycopg drops a timed-out attempt's libpq connection without closing it; the frames of the error's
-    traceback hold it in a reference cycle, so its socket stayed open until a full garbage collection,
-    one more for each attempt made in an outage. Clearing those frames closes it at once.
-    """
-
-    @classmethod
-    async def connect(cls, *args: Any, **kwargs: Any) -> Self:
-        try:
-            return await super().connect(*args, **kwargs)
-        except BaseException as exc:
-            seen: BaseException | None = exc
-            while seen is not None:
-                traceback.clear_frames(seen.__traceback__)
-                seen = seen.__cause__ or seen.__context__
-            raise
 
 
 class _ConnectionLost(Exception):
@@ -284,17 +248,6 @@ async def _select_one(conn: Conn) -> None:
     # Never prepared: one short message, the same every time, and no server-side statement to keep.
     cur = await conn.execute("SELECT 1", prepare=False)
     await cur.fetchall()
-
-
-def _cut(conn: Conn) -> None:
-    """Shut the connection's socket down: a statement waiting on it fails now, without a cancel request."""
-    try:
-        fd = os.dup(conn.pgconn.socket)
-    except (psycopg.Error, OSError):
-        return  # already closed
-    # Shutting the duplicate descriptor down shuts down the one socket both name; closing it closes only the copy.
-    with socket.socket(fileno=fd) as sock, contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _items_query(where: ItemFilter, after: str | None, limit: int) -> tuple[str, Params]:
@@ -390,27 +343,3 @@ def _sku_name(row: tuple[Any, ...]) -> tuple[str, str]:
 def _shipment(row: tuple[Any, ...]) -> tuple[tuple[str, str], int]:
     reference, sku, qty = row
     return (str.strip(reference), _sku(sku)), int(qty)
-
-
-async def _abandonable(conn: Conn, job: Awaitable[T]) -> T:
-    """``job`` on ``conn``; if the caller gives up on it, it ends at once and the connection with it.
-
-    psycopg answers a cancelled query by asking the server to cancel it and waiting for that, up to
-    10 s in all: on a dead network, 10 s past the call's deadline with its slot held. Instead the
-    connection's socket is shut down, so the query's wait fails at once with a lost connection, and
-    the pool discards it. (Closing the connection under the running query would free it mid-use.)
-    """
-    task = asyncio.ensure_future(job)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(OSError, ValueError), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-        await asyncio.wait({task}, timeout=CUT_WAIT)
-        task.add_done_callback(_retrieved)
-        raise
-
-
-def _retrieved(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()   # known and dealt with; retrieved so that asyncio does not log it

@@ -6,19 +6,26 @@ moved are reported as the SKUs and order numbers they affect.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
-from federation.errors import SourceUnavailable
+from connectors._postgres import Connection, abandonable
+from federation.errors import SourceTimeout, SourceUnavailable
 from federation.watcher import Changes, Watermark
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 # Rows can commit after rows with higher ids or later timestamps; re-reading a
 # short overlap catches them, at the price of invalidating some keys twice.
 ID_OVERLAP = 1000
 TIME_OVERLAP = timedelta(seconds=5)
 MAX_ROWS = 50_000
+ROUND_MARGIN = 1.0   # seconds a round may take beyond the statement timeout before it is given up on
 
 
 class WarehouseChanges:
@@ -27,13 +34,13 @@ class WarehouseChanges:
     def __init__(self, dsn: str, *, timeout: float = 2.0) -> None:
         self._dsn = dsn
         self._timeout = timeout
-        self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        self._conn: Conn | None = None
         self._seen: set[tuple[str, object]] = set()
 
-    async def _connection(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+    async def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = await psycopg.AsyncConnection.connect(
+                self._conn = await Connection.connect(
                     self._dsn, autocommit=True, connect_timeout=max(1, int(self._timeout)),
                     options=f"-c statement_timeout={int(self._timeout * 1000)}")
             except psycopg.Error as exc:
@@ -41,22 +48,35 @@ class WarehouseChanges:
         return self._conn
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
-    async def current(self) -> Watermark:
-        """Where the warehouse is now: changes are reported from here on."""
+    async def _round(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """``work`` on the watcher's connection, bounded in time: a server that stopped answering (the
+        statement timeout never reaches it) costs one round, not the watcher, and a new connection."""
         conn = await self._connection()
         try:
-            cur = await conn.execute(
-                "SELECT (SELECT coalesce(max(id), 0) FROM movements), "
-                "(SELECT coalesce(max(updated_at), '-infinity') FROM stock), "
-                "(SELECT coalesce(max(updated_at), '-infinity') FROM items)")
-            row = await cur.fetchone()
+            async with asyncio.timeout(self._timeout + ROUND_MARGIN):
+                return await abandonable(conn, work(conn))
+        except TimeoutError as exc:
+            await self.close()
+            raise SourceTimeout("warehouse", "no answer in time") from exc
         except psycopg.Error as exc:
             await self.close()
             raise SourceUnavailable("warehouse", "unreachable") from exc
+
+    async def current(self) -> Watermark:
+        """Where the warehouse is now: changes are reported from here on."""
+        async def work(conn: Conn) -> tuple[Any, ...] | None:
+            # 'epoch' for an empty table: psycopg cannot load '-infinity' as a datetime
+            cur = await conn.execute(
+                "SELECT (SELECT coalesce(max(id), 0) FROM movements), "
+                "(SELECT coalesce(max(updated_at), 'epoch') FROM stock), "
+                "(SELECT coalesce(max(updated_at), 'epoch') FROM items)")
+            return await cur.fetchone()
+
+        row = await self._round(work)
         assert row is not None
         mark = Watermark(int(row[0]), row[1], row[2])
         # Remember the overlap window's rows now, so the first poll reports only what comes after.
@@ -65,8 +85,7 @@ class WarehouseChanges:
 
     async def since(self, mark: Watermark) -> Changes:
         """What changed after ``mark`` (with a small overlap), and the new watermark."""
-        conn = await self._connection()
-        try:
+        async def work(conn: Conn) -> tuple[list[Any], list[Any], list[Any]]:
             moves = await (await conn.execute(
                 "SELECT id, sku, reference FROM movements WHERE id > %s ORDER BY id LIMIT %s",
                 (max(0, mark.movement_id - ID_OVERLAP), MAX_ROWS))).fetchall()
@@ -76,9 +95,9 @@ class WarehouseChanges:
             items = await (await conn.execute(
                 "SELECT sku, updated_at FROM items WHERE updated_at > %s LIMIT %s",
                 (mark.items_at - TIME_OVERLAP, MAX_ROWS))).fetchall()
-        except psycopg.Error as exc:
-            await self.close()
-            raise SourceUnavailable("warehouse", "unreachable") from exc
+            return moves, stock, items
+
+        moves, stock, items = await self._round(work)
         skus: set[str] = set()
         orders: set[str] = set()
         seen: set[tuple[str, object]] = set()

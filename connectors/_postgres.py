@@ -1,0 +1,75 @@
+"""psycopg connections that fail cleanly: for the Warehouse connector and its change watcher.
+
+psycopg meets a cancelled query by asking the server to cancel it and waiting for that, up to 10 s in
+all, which a blackholed or hung server never answers; and it leaves a failed connect's socket open
+until a full garbage collection. Both are a call's deadline or a connection bound broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import traceback
+from collections.abc import Awaitable
+from typing import Any, Self, TypeVar
+
+import psycopg
+from psycopg.rows import TupleRow
+
+T = TypeVar("T")
+CUT_WAIT = 1.0   # seconds a query given up on has to end once its socket is shut down; it takes milliseconds
+
+
+class Connection(psycopg.AsyncConnection[TupleRow]):
+    """A connection whose failed connect leaves no socket open behind it.
+
+    psycopg drops a timed-out attempt's libpq connection without closing it; the frames of the error's
+    traceback hold it in a reference cycle, so its socket stayed open until a full garbage collection,
+    one more for each attempt made in an outage. Clearing those frames closes it at once.
+    """
+
+    @classmethod
+    async def connect(cls, *args: Any, **kwargs: Any) -> Self:
+        try:
+            return await super().connect(*args, **kwargs)
+        except BaseException as exc:
+            seen: BaseException | None = exc
+            while seen is not None:
+                traceback.clear_frames(seen.__traceback__)
+                seen = seen.__cause__ or seen.__context__
+            raise
+
+
+async def abandonable(conn: psycopg.AsyncConnection[Any], job: Awaitable[T]) -> T:
+    """``job`` on ``conn``; if the caller gives up on it, it ends at once and the connection with it.
+
+    Rather than psycopg's cancel request, the connection's socket is shut down: the query's wait fails
+    at once as a lost connection, and whoever holds the connection discards it. (Closing the connection
+    under the running query would free it mid-use.)
+    """
+    task = asyncio.ensure_future(job)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        cut(conn)
+        await asyncio.wait({task}, timeout=CUT_WAIT)
+        task.add_done_callback(_retrieved)
+        raise
+
+
+def cut(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down: a statement waiting on it fails now, without a cancel request."""
+    try:
+        fd = os.dup(conn.pgconn.socket)
+    except (psycopg.Error, OSError):
+        return  # already closed
+    # Shutting the duplicate descriptor down shuts down the one socket both name; closing it closes only the copy.
+    with socket.socket(fileno=fd) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()   # known and dealt with; retrieved so that asyncio does not log it

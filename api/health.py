@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from federation.errors import SourceUnavailable
 from federation.sources import Probe, ProbeResult, probe
 
 REUSE_S = 1.0
@@ -75,5 +76,11 @@ class HealthProbes:
 
 
 async def _run(check: Probe) -> None:
-    await check()
+    try:
+        await check()
+    except SourceUnavailable:
+        # A connection the server dropped (a restart, a network cut) fails the first call made on it,
+        # and the connector has let go of its idle ones by then: a second ping, on a new connection,
+        # says whether the source itself answers. Both stay within the probe's limit.
+        await check()
 

@@ -180,3 +180,15 @@ def test_reader_dashboard_shows_no_accounting_activity(server: Server) -> None:
     assert reader["status"] == "up"
     for figure in ("calls", "p50_ms", "p95_ms", "error_rate", "last_success", "last_error", "last_error_at"):
         assert reader[figure] is None, (figure, reader)
+
+
+def test_connections_dropped_in_a_blip_do_not_read_as_down(server: Server, proxies: dict[str, FaultProxy]) -> None:
+    """Every pooled connection reset at once, the network fine again: the next probe still finds each source
+    up (the first ping meets a dead connection, the second a new one), not down until another round."""
+    for proxy in proxies.values():
+        proxy.reset()
+        proxy.pass_through()
+    time.sleep(1.5 * REUSE_S)   # past the shared result's life: the next read is a new probe
+    status, deps = _ready(server)
+    assert status == 200
+    assert all(deps.values()), deps

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import traceback
 from collections.abc import Awaitable
 from typing import Any, Self, TypeVar
 
@@ -19,6 +18,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 T = TypeVar("T")
+_PSYCOPG_DIR = os.path.dirname(psycopg.__file__) + os.sep
 CUT_WAIT = 1.0   # seconds a query given up on has to end once its socket is shut down; it takes milliseconds
 
 
@@ -35,11 +35,25 @@ class Connection(psycopg.AsyncConnection[TupleRow]):
         try:
             return await super().connect(*args, **kwargs)
         except BaseException as exc:
-            seen: BaseException | None = exc
-            while seen is not None:
-                traceback.clear_frames(seen.__traceback__)
-                seen = seen.__cause__ or seen.__context__
+            _clear_psycopg_frames(exc)
             raise
+
+
+def _clear_psycopg_frames(exc: BaseException) -> None:
+    """Clear psycopg's own frames in ``exc``'s traceback and those of its causes: they have all returned.
+
+    Only those: frame.clear() finalizes a suspended coroutine, and an exception's context (as opposed
+    to its cause) may be one being handled further up, whose traceback holds callers still running.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        tb = seen.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.startswith(_PSYCOPG_DIR):
+                with contextlib.suppress(RuntimeError):   # a frame still executing
+                    tb.tb_frame.clear()
+            tb = tb.tb_next
+        seen = seen.__cause__
 
 
 async def abandonable(conn: psycopg.AsyncConnection[Any], job: Awaitable[T]) -> T:

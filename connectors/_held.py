@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -28,8 +28,7 @@ from federation.errors import PoolExhausted, SourceUnavailable
 @dataclass(eq=False)
 class _Held:
     proxied: PoolProxiedConnection
-    made_at: float
-    used_at: float = field(default=0.0)
+    used_at: float   # when it was last given back (or made): how long it has sat idle
 
     @property
     def driver(self) -> Any:
@@ -113,8 +112,7 @@ class HeldConnections:
             # asyncmy lets a RuntimeError out when the server resets the connection just after the
             # TCP handshake ("Transport does not expose socket instance").
             raise SourceUnavailable(self._source, "cannot connect") from exc
-        now = self._clock()
-        return _Held(proxied, now, now)
+        return _Held(proxied, self._clock())
 
     def _give_back(self, held: _Held) -> None:
         if self._closed:

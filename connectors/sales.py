@@ -345,13 +345,12 @@ class SalesConnector:
         held = self._held
         if held is None:
             raise SourceUnavailable(SOURCE, "connector is not open")
-        connected = False
         try:
             # No timer here: the policy bounds every attempt, and a call it gives up on is cancelled.
-            async with held.lease(self._connect_timeout) as conn:
-                connected = True
-                async with conn.cursor() as cur:
-                    return await work(cur)
+            # Making a connection raises only SourceUnavailable (HeldConnections._make), so a socket
+            # error below comes from a connection that was working.
+            async with held.lease(self._connect_timeout) as conn, conn.cursor() as cur:
+                return await work(cur)
         except ConnectorError:
             raise
         except TimeoutError as exc:
@@ -359,7 +358,7 @@ class SalesConnector:
         except asyncmy_errors.Error as exc:
             raise _classify(exc) from exc
         except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
-            raise SourceUnavailable(SOURCE, "connection lost" if connected else "connection failed") from exc
+            raise SourceUnavailable(SOURCE, "connection lost") from exc
 
 
 def _classify(exc: asyncmy_errors.Error) -> ConnectorError:

@@ -287,11 +287,7 @@ class AccountingConnector:
         await asyncio.get_running_loop().run_in_executor(None, workers.close, bound)
         if canceller is not None:
             canceller.shutdown(wait=False)
-        with self._lock:
-            idle, self._idle = self._idle, []
-            self._connections -= len(idle)
-        for session in idle:
-            session.close()
+        self._drop_idle()
 
     async def ping(self) -> None:
         def work(cur: pyodbc.Cursor) -> None:

@@ -31,7 +31,19 @@ from typing import Any
 import httpx
 
 from bench import fanout
-from bench.harness import ADMIN, ROOT, LoadResult, md_table, seeded, server, server_env, spread, wrk
+from bench.harness import (
+    ADMIN,
+    ROOT,
+    LoadResult,
+    cpu_seconds,
+    interleaved,
+    md_table,
+    seeded,
+    server,
+    server_env,
+    spread,
+    wrk,
+)
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 CHECKED_IDS = 5   # of each route, compared field by field before any load
@@ -94,11 +106,6 @@ def listening_pid(base: str) -> int:
     return int(pids.pop())
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 @dataclass(frozen=True)
 class Profile:
     samples: int
@@ -144,10 +151,10 @@ def profile(pid: int, seconds: int, drive: Callable[[], object]) -> Profile:
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         loader = threading.Thread(target=drive)
         time.sleep(0.5)   # py-spy attached before the load begins
-        cpu, wall = _cpu_seconds(pid), time.monotonic()
+        cpu, wall = cpu_seconds(pid), time.monotonic()
         loader.start()
         _, err = spy.communicate(timeout=seconds + 60)
-        busy = (_cpu_seconds(pid) - cpu) / (time.monotonic() - wall)
+        busy = (cpu_seconds(pid) - cpu) / (time.monotonic() - wall)
         loader.join()
         if spy.returncode != 0 or not out.exists():
             raise RuntimeError(f"py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-2000:]}")
@@ -215,22 +222,10 @@ def _short(frame: str) -> str:
     return f"{function} ({path})"
 
 
-def _interleaved_cpu(bases: Mapping[str, str], pids: Mapping[str, int], route_paths: list[str], rounds: int,
-                     seconds: int, cpu: dict[str, list[float]]) -> dict[str, list[LoadResult]]:
-    """``interleaved``, also noting into ``cpu`` each server's CPU seconds per request of each run."""
-    runs: dict[str, list[LoadResult]] = {name: [] for name in bases}
-    for _ in range(rounds):
-        for name, base in bases.items():
-            before = _cpu_seconds(pids[name])
-            run = wrk(name, base, route_paths, seconds=seconds)
-            runs[name].append(run)
-            cpu.setdefault(name, []).append((_cpu_seconds(pids[name]) - before) / max(run.requests, 1))
-    return runs
-
-
-def cpu_cells(cpu: Mapping[str, list[float]]) -> list[str]:
-    naive, bizfed = statistics.median(cpu["naive"]), statistics.median(cpu["bizfed"])
-    return [f"{naive * 1000:.2f} / {bizfed * 1000:.2f}", f"**{naive / bizfed:.2f}x**"]
+def cpu_cells(naive: list[LoadResult], bizfed: list[LoadResult]) -> list[str]:
+    n = statistics.median(r.cpu_per_request or 0.0 for r in naive)
+    b = statistics.median(r.cpu_per_request or 0.0 for r in bizfed)
+    return [f"{n * 1000:.2f} / {b * 1000:.2f}", f"**{n / b:.2f}x**"]
 
 
 def _median_rate(runs: list[LoadResult]) -> float | None:
@@ -270,9 +265,7 @@ def main(argv: list[str] | None = None) -> str:
             compared = check_same_data(bases["naive"], bases["bizfed"], routes)
             print(f"bench: naive and bizfed answered the same data for {compared} paths", flush=True)
             pids = {name: listening_pid(base) for name, base in bases.items()}
-            cpu: dict[str, dict[str, list[float]]] = {}
-            results = {route: _interleaved_cpu(bases, pids, route_paths, args.rounds, args.seconds,
-                                               cpu.setdefault(route, {}))
+            results = {route: interleaved(bases, route_paths, rounds=args.rounds, seconds=args.seconds, pids=pids)
                        for route, route_paths in routes.items()}
             order_paths = routes["GET /v1/orders/{no}"]
             prof = profile(listening_pid(bases["bizfed"]), args.profile_seconds,
@@ -281,7 +274,7 @@ def main(argv: list[str] | None = None) -> str:
         fan = fanout.run(senv, nos)
     load_after = os.getloadavg()[0]
     head = ["route", "naive req/s", "bizfed req/s", "bizfed / naive", "each round's ratio", "errors (failed/requests)"]
-    rows = [route_row(route, runs["naive"], runs["bizfed"]) + cpu_cells(cpu[route])
+    rows = [route_row(route, runs["naive"], runs["bizfed"]) + cpu_cells(runs["naive"], runs["bizfed"])
             for route, runs in results.items()]
     head += ["CPU ms per request, naive / bizfed", "naive / bizfed CPU per request"]
     report = (f"\nCold reads (bizfed with BIZFED_CACHE=off) against the hand-written app, scale {args.scale}, one "

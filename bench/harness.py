@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -49,6 +50,7 @@ class LoadResult:
     errors: int
     requests: int
     detail: str = ""
+    cpu_per_request: float | None = None   # the server process's CPU seconds per request, when measured
 
     def cells(self) -> list[str]:
         errors = f"{self.errors}/{self.requests}" + (f" ({self.detail})" if self.detail else "")
@@ -205,8 +207,10 @@ def wrk(name: str, base: str, paths: list[str], *, key: str = ADMIN, seconds: in
 
 
 def interleaved(scenarios: Mapping[str, str], paths: list[str], *, rounds: int = 5, seconds: int = 3,
-                connections: int = 32, threads: int = 1) -> dict[str, list[LoadResult]]:
-    """Each scenario (name -> base URL, all running at once) driven ``rounds`` times in turn.
+                connections: int = 32, threads: int = 1,
+                pids: Mapping[str, int] | None = None) -> dict[str, list[LoadResult]]:
+    """Each scenario (name -> base URL, all running at once) driven ``rounds`` times in turn; with
+    ``pids`` (name -> server process), each run also notes that process's CPU seconds per request.
 
     On a shared machine interference only ever takes throughput away, so comparing the best of
     interleaved runs (``best``) is fairer than comparing one long run of each, made minutes apart.
@@ -214,8 +218,19 @@ def interleaved(scenarios: Mapping[str, str], paths: list[str], *, rounds: int =
     runs: dict[str, list[LoadResult]] = {name: [] for name in scenarios}
     for _ in range(rounds):
         for name, base in scenarios.items():
-            runs[name].append(wrk(name, base, paths, seconds=seconds, connections=connections, threads=threads))
+            pid = pids.get(name) if pids else None
+            before = cpu_seconds(pid) if pid else 0.0
+            run = wrk(name, base, paths, seconds=seconds, connections=connections, threads=threads)
+            if pid:
+                run = dataclasses.replace(run, cpu_per_request=(cpu_seconds(pid) - before) / max(run.requests, 1))
+            runs[name].append(run)
     return runs
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds ``pid`` has used, all its threads together."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def best(runs: list[LoadResult]) -> LoadResult:

@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -207,7 +208,10 @@ def _start_postgres(root: Path, state: State) -> None:
     user = "postgres" if _is_root() else pwd.getpwuid(os.getuid()).pw_name
     data = _service_home(root, "pg", user)
     if state.pids.get("postgres") and _pid_alive(state.pids["postgres"]) and _port_open(state.pg_port):
-        return
+        if _psql(state, "postgres", "SHOW wal_level").strip() == "logical":
+            return
+        # Started before change capture needed logical decoding: restart with it.
+        _run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"], user=user)
     if not (data / "PG_VERSION").exists():
         _ensure_owned(data, user)
         _run([_pg_bin("initdb") or "initdb", "-D", str(data), "-U", "postgres", "-A", "trust",
@@ -217,7 +221,9 @@ def _start_postgres(root: Path, state: State) -> None:
     state.pg_port = _free_port(state.pg_port)
     opts = (f"-p {state.pg_port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-            "-c shared_preload_libraries=pg_stat_statements")
+            "-c shared_preload_libraries=pg_stat_statements "
+            # change capture reads the WAL by logical decoding (issue 19); a real site enables it the same way
+            "-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16")
     _run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-l", str(data / "server.log"),
           "-o", opts, "-w", "-t", "60", "start"], user=user)
     state.pids["postgres"] = int((data / "postmaster.pid").read_text().split()[0])
@@ -237,7 +243,14 @@ def _start_mariadb(root: Path, state: State) -> None:
     home = _service_home(root, "mariadb", user)
     data = home / "data"
     if state.pids.get("mariadb") and _pid_alive(state.pids["mariadb"]) and _port_open(state.my_port):
-        return
+        if _mysql(state, "SELECT @@log_bin, @@binlog_format").split() == ["1", "ROW"]:
+            return
+        # Started before change capture read the binlog: restart with it.
+        os.kill(state.pids["mariadb"], signal.SIGTERM)
+        for _ in range(600):
+            if not _pid_alive(state.pids["mariadb"]):
+                break
+            time.sleep(0.1)
     _ensure_owned(home, user)
     if not (data / "mysql").exists():
         _run(["mariadb-install-db", f"--datadir={data}", f"--user={user}",
@@ -249,7 +262,11 @@ def _start_mariadb(root: Path, state: State) -> None:
     log = open(home / "server.log", "ab")  # noqa: SIM115 - handed to the daemon
     cmd = ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", f"--port={state.my_port}",
            "--bind-address=127.0.0.1", f"--socket={home / 'mariadbd.sock'}", f"--pid-file={pidfile}",
-           "--skip-name-resolve", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=0",
+           "--skip-name-resolve",
+           # change capture reads the row-based binlog (issue 19): the settings a real site needs too
+           f"--log-bin={home / 'binlog'}", "--binlog-format=ROW", "--binlog-row-image=FULL",
+           "--binlog-row-metadata=FULL", "--server-id=1", "--binlog-expire-logs-seconds=86400",
+           "--innodb-flush-log-at-trx-commit=0",
            "--innodb-buffer-pool-size=256M", "--max-connections=300",
            "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci"]
     if _is_root():

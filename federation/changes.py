@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 # The kinds of thing a change can touch, each with its canonical spelling:
-ORDER = "order"         # Sales order number, e.g. "SO-2024-000042" (unpadded)
-CUSTOMER = "customer"   # Sales customer id as a decimal string, e.g. "123"
-ACCOUNT = "account"     # Accounting customer number unpadded, e.g. "C0000123"
-SKU = "sku"             # warehouse spelling, upper case, e.g. "WH-000123"
+ORDER: Final = "order"         # Sales order number, e.g. "SO-2024-000042" (unpadded)
+CUSTOMER: Final = "customer"   # Sales customer id as a decimal string, e.g. "123"
+ACCOUNT: Final = "account"     # Accounting customer number unpadded, e.g. "C0000123"
+SKU: Final = "sku"             # warehouse spelling, upper case, e.g. "WH-000123"
 
 Kind = Literal["order", "customer", "account", "sku"]
 Mode = Literal["log", "poll"]

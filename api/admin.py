@@ -12,6 +12,7 @@ from api.responses import dumps
 from api.services import services
 from federation.errors import BadRequest
 from federation.sources import SOURCES
+from federation.tags import tags_named
 
 admin = Blueprint("admin", url_prefix="/v1/cache")
 MAX_TAGS = 500
@@ -31,7 +32,8 @@ def _body(request: Request) -> dict[str, Any]:
 
 @admin.post("/invalidate", ctx_role="admin")
 @openapi.definition(
-    summary="Drop cached entries by tag (a SKU, an order number, customer:<id>, an account), by source, or by key",
+    summary=("Drop cached entries by tag (a SKU, an order or account number, bare or as sku:/order:/account:<id>; "
+             "customer:<id>; list:<source>), by source, or by key"),
     tag="operations", secured={"bearer": []},
     body={"application/json": {"type": "object", "minProperties": 1, "additionalProperties": False,
                                "dependentRequired": {"key": ["source"]}, "properties": {
@@ -54,7 +56,7 @@ async def invalidate(request: Request) -> HTTPResponse:
     dropped = 0
     if cache is not None:
         if tags:
-            dropped += await cache.invalidate_tags(tags)
+            dropped += await cache.invalidate_tags([t for name in tags for t in tags_named(name)])
         if source is not None and key is not None:
             dropped += await cache.invalidate_key(source, key)
         elif source is not None:

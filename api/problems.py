@@ -28,6 +28,7 @@ from federation.errors import (
     ConnectorError,
     FederationError,
     Forbidden,
+    LogUnavailable,
     NotFound,
     PoolExhausted,
     PrimaryUnavailable,
@@ -175,6 +176,7 @@ PROBLEMS: dict[type[BaseException], Problem] = {
     # Raised bare, the common base of the federation's errors is a bug; so is a cache value the codec
     # refused escaping the cache, or configuration read wrongly after start-up.
     FederationError: INTERNAL,
+    LogUnavailable: INTERNAL,   # change capture handles it; it never belongs to a request
     CodecError: INTERNAL,
     SettingsError: INTERNAL,
     Exception: INTERNAL,

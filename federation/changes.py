@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal, Protocol
 
+from federation.errors import LogUnavailable
+
+__all__ = ["LogUnavailable"]   # feeds raise it from start(); it lives in the one error tree
+
 # The kinds of thing a change can touch, each with its canonical spelling:
 ORDER: Final = "order"         # Sales order number, e.g. "SO-2024-000042" (unpadded)
 CUSTOMER: Final = "customer"   # Sales customer id as a decimal string, e.g. "123"
@@ -108,15 +112,3 @@ def customer_refs(ids: Iterable[int | str | None]) -> set[Ref]:
 
 def account_refs(acct_nos: Iterable[str | None]) -> set[Ref]:
     return {Ref(ACCOUNT, str(a).strip()) for a in acct_nos if a is not None and str(a).strip()}
-
-
-class LogUnavailable(Exception):
-    """The source cannot be read by its log here (not enabled, not granted): the polling feed stands in.
-
-    ``reason`` says what is missing, in words an operator can act on (no SQL, no credentials).
-    """
-
-    def __init__(self, source: str, reason: str) -> None:
-        super().__init__(f"{source}: {reason}")
-        self.source = source
-        self.reason = reason

@@ -13,21 +13,23 @@ from federation.model import account, amount_in
 from federation.paging import Page, page_of
 from federation.queries import CustomerFilter
 from federation.records import Account, Customer, OrderStats
-from federation.tags import customer_tag
+from federation.tags import SALES_LISTS, account_tag, account_tags, customer_tag
 
 ACCOUNT_FIELDS = ("account_status", "open_balance")
 
 
 async def list_customers(gw: Gateway, ctx: RequestContext, where: CustomerFilter, after: int | None,
                          limit: int, today: Any) -> Page[dict[str, Any]]:
-    customers: list[Customer] = await gw.primary(ctx, "sales", "customers", where, after, limit + 1)
+    customers: list[Customer] = await gw.primary(ctx, "sales", "customers", where, after, limit + 1,
+                                               tags=(SALES_LISTS,))
     kept, next_key = page_of(customers, limit, lambda c: c.id)
     acct_nos = tuple(sorted({c.acct_no for c in kept if c.acct_no}))
     accounts: dict[str, Account] | None = None
     if not ctx.finance:
         ctx.redact(*ACCOUNT_FIELDS)
     elif acct_nos:
-        accounts = await optional(gw.ask(ctx, "accounting", "accounts", acct_nos, today, tags=acct_nos))
+        accounts = await optional(gw.ask(ctx, "accounting", "accounts", acct_nos, today,
+                                              tags=account_tags(acct_nos)))
     else:
         accounts = {}
     rows = []
@@ -51,7 +53,7 @@ async def get_customer(gw: Gateway, ctx: RequestContext, customer_id: int, today
             ctx.redact("account")
         elif customer.acct_no:
             found = await optional(gw.ask(ctx, "accounting", "accounts", (customer.acct_no,), today,
-                                          tags=(customer.acct_no,)))
+                                          tags=(account_tag(customer.acct_no),)))
             acc = found.get(customer.acct_no) if found else None
         stats: dict[int, OrderStats] | None = await optional(stats_task)
     finally:

@@ -13,8 +13,10 @@ own failure (see ``federation.policy.SOURCE_FAULTS``), never for an error in our
     │   ├── PoolExhausted            no local connection/thread free in time (local overload)
     │   └── QueryFailed              the source rejected the query (never retried)
     ├── SourceFailed(source, reason) one source gave no data for this call  → partial / 503
-    └── PrimaryUnavailable(source)   the resource's primary source failed
-                                     and nothing was cached                 → 503 + Retry-After
+    ├── PrimaryUnavailable(source)   the resource's primary source failed
+    │                                and nothing was cached                 → 503 + Retry-After
+    └── LogUnavailable(source)       change capture: the source's log cannot be read here; the
+                                     polling feed stands in (never reaches a request: a bug if it does)
 
 Connector messages never contain SQL, connection strings or driver text: the driver's
 exception is kept as ``__cause__`` for the logs only.
@@ -85,3 +87,15 @@ class PrimaryUnavailable(FederationError):
         self.source = source
         self.reason = reason
         self.retry_after = retry_after
+
+
+class LogUnavailable(FederationError):
+    """The source cannot be read by its log here (not enabled, not granted): the polling feed stands in.
+
+    ``reason`` says what is missing, in words an operator can act on (no SQL, no credentials).
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason

@@ -14,6 +14,7 @@ from federation.model import amount_in, fulfilment, invoice_in_order, money, pay
 from federation.paging import Page, page_of
 from federation.queries import OrderFilter
 from federation.records import Customer, Invoice, Order, OrderLine
+from federation.tags import SALES_LISTS, order_tag
 
 INVOICE_FIELDS = ("invoices", "payment_status")
 
@@ -25,13 +26,14 @@ def order_row(o: Order) -> dict[str, Any]:
 
 async def list_orders(gw: Gateway, ctx: RequestContext, where: OrderFilter, after: str | None,
                       limit: int) -> Page[dict[str, Any]]:
-    orders: list[Order] = await gw.primary(ctx, "sales", "orders", where, after, limit + 1)
+    orders: list[Order] = await gw.primary(ctx, "sales", "orders", where, after, limit + 1,
+                                            tags=(SALES_LISTS,))
     kept, next_key = page_of(orders, limit, lambda o: o.order_no)
     return Page([order_row(o) for o in kept], next_key, limit)
 
 
 async def get_order(gw: Gateway, ctx: RequestContext, order_no: str, today: date) -> dict[str, Any]:
-    tags = (order_no,)
+    tags = (order_tag(order_no),)
     nos = (order_no,)
     # Everything keyed by the order number starts at once, the customer too: the cost is the slowest call.
     # Tasks of the calls themselves, made optional only when awaited: a task cancelled before it ran

@@ -12,7 +12,7 @@ from federation.model import money
 from federation.paging import Page, page_of
 from federation.queries import ItemFilter
 from federation.records import Item, ItemStock, Product, ProductSales, StockLevel
-from federation.tags import WAREHOUSE_LISTS
+from federation.tags import WAREHOUSE_LISTS, sku_tag, sku_tags
 
 COST_FIELDS = ("std_cost",)
 
@@ -25,9 +25,10 @@ async def list_products(gw: Gateway, ctx: RequestContext, where: ItemFilter, aft
     skus = tuple(i.sku for i in kept)
     if not ctx.finance:
         ctx.redact(*COST_FIELDS)
+    tags = sku_tags(skus)
     products, costs = await gather(
-        optional(gw.ask(ctx, "sales", "products_by_sku", skus, tags=skus)) if skus else nothing(),
-        optional(gw.ask(ctx, "accounting", "std_costs", skus, tags=skus)) if skus and ctx.finance else nothing(),
+        optional(gw.ask(ctx, "sales", "products_by_sku", skus, tags=tags)) if skus else nothing(),
+        optional(gw.ask(ctx, "accounting", "std_costs", skus, tags=tags)) if skus and ctx.finance else nothing(),
     )
     rows = []
     for item in kept:
@@ -42,15 +43,16 @@ async def list_products(gw: Gateway, ctx: RequestContext, where: ItemFilter, aft
 
 
 async def get_product(gw: Gateway, ctx: RequestContext, sku: str) -> dict[str, Any]:
-    tags = (sku,)
+    skus = (sku,)
+    tags = (sku_tag(sku),)
     if not ctx.finance:
         ctx.redact(*COST_FIELDS)
     item, levels, products, sales, costs = await gather(
         gw.primary(ctx, "warehouse", "item", sku, tags=tags),
         gw.primary(ctx, "warehouse", "stock_levels", sku, tags=tags),
-        optional(gw.ask(ctx, "sales", "products_by_sku", tags, tags=tags)),
+        optional(gw.ask(ctx, "sales", "products_by_sku", skus, tags=tags)),
         optional(gw.ask(ctx, "sales", "product_sales", sku, tags=tags)),
-        optional(gw.ask(ctx, "accounting", "std_costs", tags, tags=tags)) if ctx.finance else nothing(),
+        optional(gw.ask(ctx, "accounting", "std_costs", skus, tags=tags)) if ctx.finance else nothing(),
     )
     if item is None:
         raise NotFound("product", sku)

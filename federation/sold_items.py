@@ -10,16 +10,18 @@ from federation.gateway import Gateway
 from federation.paging import Page, page_of
 from federation.queries import SoldItemsFilter, SoldItemsKey
 from federation.records import SoldItem, StockTotal
+from federation.tags import SALES_LISTS, sku_tags
 
 
 async def list_sold_items(gw: Gateway, ctx: RequestContext, where: SoldItemsFilter, after: SoldItemsKey | None,
                           limit: int) -> Page[dict[str, Any]]:
-    sold: list[SoldItem] = await gw.primary(ctx, "sales", "sold_items", where, after, limit + 1)
+    sold: list[SoldItem] = await gw.primary(ctx, "sales", "sold_items", where, after, limit + 1,
+                                            tags=(SALES_LISTS,))
     kept, next_key = page_of(sold, limit, lambda s: (s.units_sold, s.sku))
     skus = tuple(s.sku for s in kept)
     names, totals = await gather(
-        optional(gw.ask(ctx, "warehouse", "item_names", skus, tags=skus)),
-        optional(gw.ask(ctx, "warehouse", "stock_totals", skus, tags=skus)),
+        optional(gw.ask(ctx, "warehouse", "item_names", skus, tags=sku_tags(skus))),
+        optional(gw.ask(ctx, "warehouse", "stock_totals", skus, tags=sku_tags(skus))),
     ) if skus else ({}, {})
     rows = []
     for s in kept:

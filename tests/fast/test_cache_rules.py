@@ -13,6 +13,7 @@ from federation.errors import PrimaryUnavailable, SourceUnavailable
 from federation.orders import get_order
 from federation.products import list_products
 from federation.queries import ItemFilter
+from federation.tags import order_tag
 from tests.fakes import FakeCache, FakeSales, FakeWarehouse, ManualClock, federation_over, request_as
 from tests.fakes import rows as r
 
@@ -147,7 +148,7 @@ async def test_an_orders_answers_are_tagged_with_its_number() -> None:
     gw = federation_over(wh, sales, cache=store)
     await get_order(gw, request_as("reader"), ORDER, TODAY)
     wh.shipment_rows.append(r.shipment(ORDER, "WH-000001", 3))
-    assert await store.invalidate_tags([ORDER]) >= 4   # order, lines, customer, shipped
+    assert await store.invalidate_tags([order_tag(ORDER)]) >= 4   # order, lines, customer, shipped
     ctx = request_as("reader")
     got = await get_order(gw, ctx, ORDER, TODAY)
     assert got["lines"][0]["shipped_qty"] == 5

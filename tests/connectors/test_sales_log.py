@@ -185,6 +185,23 @@ async def test_a_purged_position_is_reported_incomplete_once(feed: SalesLog, db:
     assert batch.complete
 
 
+async def test_more_than_it_may_hold_is_reported_incomplete_once(sales_url: str, db: Any) -> None:
+    feed = SalesLog(sales_url, timeout=2.0, heartbeat=0.5, max_held_rows=5)
+    await feed.start()
+    try:
+        values = ", ".join(f"({i}, 'n', NOW())" for i in range(100, 110))
+        run(db, f"INSERT INTO customers (id, name, created_at) VALUES {values}")
+        incomplete = await poll_for(feed, lambda b: not b.complete)
+        assert len(incomplete.changes) < 10
+        assert feed.details()["rows_held"] == 0
+        run(db, "INSERT INTO customers (id, name, created_at) VALUES (110, 'n', NOW())")
+        batch = await poll_for(feed, has(Ref(CUSTOMER, "110")))
+        assert batch.complete
+        assert Ref(CUSTOMER, "100") not in touched(batch)
+    finally:
+        await feed.close()
+
+
 async def rounds_until_timeout(feed: SalesLog) -> float:
     """Seconds of polling (each round bounded: a hang fails the test) until the feed says it timed out."""
     began = time.monotonic()

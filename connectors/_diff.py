@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 Rows = Sequence[Sequence[Any]]
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Rows]]
 Kind = Literal["int", "text", "decimal", "time"]
-Key = tuple[Any, ...]
+Key = Any   # the key's value, or a tuple of them for a composite key (a scalar saves a tuple per row)
 Held = tuple[Any, ...]   # (fingerprint, *ref values)
 
 # Per-row values are reduced modulo a prime below 2**31, so a weighted sum of them, a product of two
@@ -400,7 +400,7 @@ class Differ:
         table = _Table(spec, _bucket_count(int(count)))
         rows: dict[int, dict[Key, Held]] = {}
         order = ", ".join(f"T.{c.name}" for c in spec.key)
-        after: Key | None = None
+        after: Sequence[Any] | None = None
         while True:
             where, values = ("", []) if after is None else _keyset(spec, after, self.dialect.mark)
             sql = self.dialect.limit(f"{self._select(spec, table.buckets)}{where} ORDER BY {order}", self._load_chunk)
@@ -408,7 +408,7 @@ class Differ:
             _hold(spec, page, rows)
             if len(page) < self._load_chunk:
                 break
-            after = tuple(page[-1][2:2 + len(spec.key)])
+            after = page[-1][2:2 + len(spec.key)]
         for bucket, held in rows.items():
             table.put(bucket, held)
         self.loads += 1
@@ -431,8 +431,10 @@ class Differ:
         self._bytes_per_row = int(per_row + 100)   # plus the dict entry and table overhead, roughly
 
 
-def _deep_size(value: tuple[Any, ...]) -> int:
-    return sys.getsizeof(value) + sum(sys.getsizeof(v) for v in value)
+def _deep_size(value: Any) -> int:
+    if isinstance(value, tuple):
+        return sys.getsizeof(value) + sum(sys.getsizeof(v) for v in value)
+    return sys.getsizeof(value)
 
 
 def _bucket_count(rows: int) -> int:
@@ -440,7 +442,7 @@ def _bucket_count(rows: int) -> int:
     return min(MAX_BUCKETS, max(MIN_BUCKETS, 1 << (target - 1).bit_length()))
 
 
-def _keyset(spec: TableSpec, after: Key, mark: str) -> tuple[str, list[Any]]:
+def _keyset(spec: TableSpec, after: Sequence[Any], mark: str) -> tuple[str, list[Any]]:
     """``WHERE`` the key comes after ``after`` in key order: (a > ?) OR (a = ? AND b > ?) ..."""
     ors: list[str] = []
     values: list[Any] = []
@@ -454,7 +456,7 @@ def _keyset(spec: TableSpec, after: Key, mark: str) -> tuple[str, list[Any]]:
 def _hold(spec: TableSpec, rows: Rows, into: dict[int, dict[Key, Held]]) -> None:
     nkey = len(spec.key)
     for row in rows:
-        key = tuple(row[2:2 + nkey])
+        key = row[2] if nkey == 1 else tuple(row[2:2 + nkey])
         into.setdefault(int(row[0]), {})[key] = (int(row[1]), *row[2 + nkey:])
 
 

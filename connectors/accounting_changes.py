@@ -127,7 +127,7 @@ def _refs(differ: Differ, table: str, image: Mapping[str, Any]) -> set[Ref]:
         order, account = image["H.ORDREF"], image["H.CUSTNO"]
         if order is None and account is None and image["INVNO"] is not None:
             # The invoice is gone now (or was never there): what was held of it, if anything.
-            held = differ.held("ARINVH", (image["INVNO"],))
+            held = differ.held("ARINVH", image["INVNO"])
             if held is not None:
                 order, account = held["ORDREF"], held["CUSTNO"]
         return order_refs([o for o in [order] if o is not None]) | account_refs([account])

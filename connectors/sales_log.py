@@ -76,15 +76,25 @@ class _State:
 
 
 class _Counted(pymysql.connections.Connection):  # type: ignore[misc]
-    """A pymysql connection that tells its feed of every statement it sends."""
+    """A pymysql connection that tells its feed of every statement it sends and, for a stream of
+    ``generation``, of every packet it reads: the reader drops the events of other tables inside
+    ``fetchone``, and a long run of them must not look like a silent server."""
 
-    def __init__(self, *args: Any, feed: SalesLog, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, feed: SalesLog, generation: int | None = None, **kwargs: Any) -> None:
         self._feed = feed
+        self._generation = generation
         super().__init__(*args, **kwargs)
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         self._feed._count(1)
         return int(super().query(sql, unbuffered))
+
+    def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
+        packet = super()._read_packet(*args, **kwargs)
+        state = self._feed._state
+        if self._generation is not None and state.generation == self._generation:
+            state.heard_at = time.monotonic()   # one float stored: no lock needed for a liveness hint
+        return packet
 
 
 class SalesLog:
@@ -132,14 +142,14 @@ class SalesLog:
                 "read_timeout": max(1, round(self._timeout + 2 * self._heartbeat)),
                 "write_timeout": max(1, round(self._timeout))}
 
-    def _connect(self, **kwargs: Any) -> _Counted:
-        conn = _Counted(feed=self, **kwargs)
+    def _connect(self, generation: int | None = None, **kwargs: Any) -> _Counted:
+        conn = _Counted(feed=self, generation=generation, **kwargs)
         if "cursorclass" not in kwargs:   # the reader's own control connection has a DictCursor
             with self._lock:
                 self._state.stream_thread_id = conn.thread_id()
         return conn
 
-    def _reader(self, start: Position, *, blocking: bool) -> BinLogStreamReader:
+    def _reader(self, start: Position, *, blocking: bool, generation: int | None = None) -> BinLogStreamReader:
         database = self._url.database
         streams = 0
 
@@ -151,6 +161,7 @@ class SalesLog:
                 streams += 1
                 if streams > 1:
                     raise SourceUnavailable(SOURCE, "the binlog stream was cut")
+                return self._connect(generation, **kwargs)
             return self._connect(**kwargs)
 
         return BinLogStreamReader(
@@ -283,9 +294,10 @@ class SalesLog:
         return Position(str(status[0]), int(status[1]))
 
     def _follow(self, generation: int, start: Position) -> None:
-        reader = self._reader(start, blocking=True)
+        reader = self._reader(start, blocking=True, generation=generation)
         self._count(1)   # the dump request itself
         rows: list[RowChange] = []
+        overflow = False   # the open transaction has more rows than may be held: they are dropped
         try:
             for event in reader:
                 with self._lock:
@@ -299,25 +311,27 @@ class SalesLog:
                 elif isinstance(event, DeleteRowsEvent):
                     rows += [RowChange(event.table, r["values"], None) for r in event.rows]
                 elif isinstance(event, QueryEvent) and event.query.strip().upper() == "BEGIN":
-                    rows = []
+                    rows, overflow = [], False
                 elif isinstance(event, XidEvent | QueryEvent):
                     committed_at = datetime.fromtimestamp(event.timestamp, UTC)
                     self._commit(generation, [RowChange(r.table, r.before, r.after, committed_at) for r in rows],
-                                 Position(reader.log_file, reader.log_pos))
-                    rows = []
+                                 Position(reader.log_file, reader.log_pos), overflow=overflow)
+                    rows, overflow = [], False
+                if len(rows) > self._max_held_rows:
+                    rows, overflow = [], True
         finally:
             reader.close()
 
-    def _commit(self, generation: int, rows: list[RowChange], end: Position) -> None:
+    def _commit(self, generation: int, rows: list[RowChange], end: Position, *, overflow: bool = False) -> None:
         with self._lock:
             state = self._state
             if state.generation != generation:
                 return
             seq = state.read_to.seq + 1
             state.read_to = Position(end.file, end.pos, seq)
-            if not rows:
+            if not rows and not overflow:
                 return
-            if state.held_rows + len(rows) > self._max_held_rows:
+            if overflow or state.held_rows + len(rows) > self._max_held_rows:
                 state.held.clear()
                 state.held_rows = 0
                 state.lost_at = seq

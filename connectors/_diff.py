@@ -34,6 +34,9 @@ Held = tuple[Any, ...]   # (fingerprint, *ref values)
 # Per-row values are reduced modulo a prime below 2**31, so a weighted sum of them, a product of two
 # and a bucket's sum of millions all stay inside BIGINT (and the DECIMAL that SUM of BIGINT gives).
 P = 2_147_483_647
+# What a NULL number counts as: every residue is some number's, so NULL is told apart from all but the
+# numbers congruent to this one (an arbitrary value, unlike 0 or P, which 0 shares).
+NULL_MARK = 1_500_000_001
 MIN_BUCKETS, MAX_BUCKETS, ROWS_PER_BUCKET = 256, 1024, 8
 MAX_CHANGES = 10_000     # changed rows in one round beyond which the round gives up and reloads
 LOAD_CHUNK = 20_000      # rows per statement of a full load (keyset pages)
@@ -157,14 +160,14 @@ class ArithmeticDialect:
         return "(" + " + ".join(terms) + ")"
 
     def _value(self, col: Column) -> str:
-        """The column's contribution reduced below the modulus; NULL gives a value no non-NULL one can."""
+        """The column's contribution reduced below the modulus."""
         expr = f"T.{col.name}"
         if col.kind == "text":
             return self._mod(self._text_sum(expr, col.width), P)
         if col.kind == "time":
             return self._mod(self._text_sum(self._f.to_text % expr, self._f.time_width), P)
         number = self._f.to_int % expr if col.kind == "decimal" else expr
-        return self._f.ifnull % (self._mod(number, P), P)
+        return self._f.ifnull % (self._mod(number, P), NULL_MARK)
 
     def _key_hash(self, spec: TableSpec) -> str:
         """A non-negative integer from the key columns."""

@@ -140,6 +140,7 @@ class WarehouseLog:
             "publication": self._publication,
             "slot_created": self._slot_created,
             "publication_created": self._publication_created,
+            "tables": list(PUBLISHED),
             "confirmed_lsn": lsn_text(state.confirmed) if state and state.confirmed is not None else None,
             "retained_bytes": state.retained if state else None,
             "max_retained_bytes": self._max_retained,
@@ -161,8 +162,9 @@ class WarehouseLog:
                 raise LogUnavailable(SOURCE, _NO_REPLICATION)
             if self._slot is None:
                 self._slot = slot_name(str(self._database))
-            await self._ensure_publication(conn)
-            await self._ensure_slot(conn)
+            async with self._long_statements(conn):   # a new slot waits for transactions running now
+                await self._ensure_publication(conn)
+                await self._ensure_slot(conn)
 
         await self._watch.round(work, bound=RESET_BOUND)
 
@@ -283,11 +285,13 @@ class WarehouseLog:
                 raise QueryFailed(SOURCE, "the replication slot is in use by another session")
             # A connection of ours given up on still holds the slot: end it.
             await self._watch.execute(conn, "SELECT pg_terminate_backend(%s, 1000)", (active_pid,))
-        self._over_limit = retained is not None and retained > self._max_retained
+        over, self._over_limit = self._over_limit, retained is not None and retained > self._max_retained
         if self._over_limit:
             if self._may_reset():
                 return f"the replication slot retains {retained} bytes of WAL, more than allowed"
-            log.warning("warehouse log: slot %s retains %s bytes of WAL, over the limit", self._slot, retained)
+            if not over:
+                log.warning("warehouse log: slot %s retains %s bytes of WAL, over the limit; it was not "
+                            "created by bizfed here, so it is not reset", self._slot, retained)
         try:
             rows = await (await self._watch.execute(
                 conn, _PEEK, (self._slot, lsn_text(state.flushed), self._max_changes, self._publication))).fetchall()

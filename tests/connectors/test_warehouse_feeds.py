@@ -7,6 +7,7 @@ Rows are written with psycopg as the legacy applications would, each commit flus
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
@@ -15,13 +16,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors.warehouse_changes import WarehousePoll
+from connectors.warehouse_changes import ROUND_MARGIN, WarehousePoll
 from connectors.warehouse_log import WarehouseLog
 from deploy.legacy.schema import LegacyTargets
+from deploy.local.addresses import dsn_port, dsn_with_port
+from deploy.local.faultproxy import FaultProxy
 from federation.changes import ORDER, SKU, Batch, ChangeFeed, LogUnavailable, Ref
-from federation.errors import SourceUnavailable
+from federation.errors import ConnectorError, SourceTimeout, SourceUnavailable
 
 TIMEOUT = 5.0
+GIVE_UP_S = 0.5
 Writer = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
@@ -87,7 +91,8 @@ def unique(prefix: str) -> str:
 
 
 def log_feed(dsn: str, **kw: Any) -> WarehouseLog:
-    return WarehouseLog(dsn, timeout=TIMEOUT, slot=kw.pop("slot", unique("bizfed_test")), drop_on_close=True, **kw)
+    defaults: dict[str, Any] = {"timeout": TIMEOUT, "slot": unique("bizfed_test"), "drop_on_close": True}
+    return WarehouseLog(dsn, **(defaults | kw))
 
 
 async def new_item(db: Writer, key: str) -> None:
@@ -309,6 +314,37 @@ async def test_log_unavailable_to_a_role_that_may_not_create_the_publication(dsn
         await feed.start()
     assert not await has(dsn, PUBLICATION_EXISTS, publication)
     assert not await has(dsn, SLOT_EXISTS, feed.details()["slot"])
+
+
+@pytest.mark.parametrize("make", [
+    lambda dsn: log_feed(dsn, timeout=GIVE_UP_S),
+    lambda dsn: WarehousePoll(dsn, timeout=GIVE_UP_S),
+], ids=["log", "poll"])
+async def test_a_round_the_server_never_answers_costs_one_round(
+        make: Callable[[str], Any], dsn: str, db: Writer, feeds: Any,
+        proxy_factory: Callable[[int], FaultProxy]) -> None:
+    proxy = proxy_factory(dsn_port(dsn))
+    feed = feeds(make(dsn_with_port(dsn, proxy.port)))
+    await feed.start()
+    await new_item(db, unique("WH-BH").upper())
+    proxy.blackhole()
+    started = time.monotonic()
+    with pytest.raises(SourceTimeout):
+        await feed.poll()
+    assert time.monotonic() - started <= GIVE_UP_S + ROUND_MARGIN + 0.5
+    proxy.pass_through()
+    await new_item(db, unique("WH-BH").upper())
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            batch = await feed.poll()
+        except ConnectorError:
+            assert time.monotonic() < deadline, "the feed did not recover after the blackhole"
+            await asyncio.sleep(0.1)
+            continue
+        if len(batch.changes) >= 2 or time.monotonic() > deadline:
+            break
+    assert len(batch.changes) == 2
 
 
 # --- the poll -----------------------------------------------------------------------------------------

@@ -165,6 +165,13 @@ class WarehouseLog:
             async with self._long_statements(conn):   # a new slot waits for transactions running now
                 await self._ensure_publication(conn)
                 await self._ensure_slot(conn)
+            if self._publication_created and not self._slot_created:
+                # The slot's unread WAL predates the publication: decoding it fails until it is passed.
+                if not self._advance_existing:
+                    raise LogUnavailable(SOURCE, f"replication slot {self._slot} is older than publication "
+                                                 f"{self._publication}: drop the slot (bizfed creates it anew) "
+                                                 "or allow bizfed to advance it")
+                self._must_reset = "the replication slot is older than its publication"
 
         await self._watch.round(work, bound=RESET_BOUND)
 
@@ -329,6 +336,9 @@ class WarehouseLog:
                 elif self._slot_created:
                     await self._watch.execute(conn, _DROP_SLOT, (self._slot,))
                     await self._create_slot(conn)
+                elif exists[2] == "lost":
+                    raise QueryFailed(SOURCE, f"slot {self._slot} has lost the WAL it needs and was not created "
+                                              "by bizfed here: drop it, and bizfed creates it anew")
                 elif self._advance_existing:
                     await self._watch.execute(conn, _ADVANCE_TO_NOW, (self._slot,))
                 else:

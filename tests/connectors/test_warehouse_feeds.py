@@ -273,6 +273,48 @@ async def test_log_over_the_retention_limit_starts_a_fresh_slot(dsn: str, db: Wr
     assert await has(dsn, SLOT_EXISTS, feed.details()["slot"])
 
 
+async def test_log_over_the_limit_a_slot_not_its_own_is_reported_or_advanced(dsn: str, db: Writer,
+                                                                            feeds: Any) -> None:
+    slot, publication = unique("bizfed_test_pre"), unique("bizfed_test_pub")
+    await db.execute(f"CREATE PUBLICATION {publication} FOR TABLE items, stock, movements, locations")
+    await db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    await new_item(db, "WH-000175")
+    kept = feeds(log_feed(dsn, slot=slot, publication=publication, max_retained_bytes=1))
+    await kept.start()
+    batch = await polled(kept, lambda b: bool(b.changes))
+    assert batch.complete   # read on, not reset: only reported
+    assert seen(batch) == [("items", {sku("WH-000175")})]
+    assert kept.details()["over_limit"] is True
+    assert kept.details()["resets"] == 0
+    await kept.close()
+
+    advanced = feeds(log_feed(dsn, slot=slot, publication=publication, max_retained_bytes=1,
+                              advance_existing_slot=True))
+    await advanced.start()
+    assert not (await advanced.poll()).complete
+    assert advanced.details()["resets"] == 1
+    await advanced.close()
+    assert await has(dsn, SLOT_EXISTS, slot)   # advanced, never dropped
+    await db.execute(f"DROP PUBLICATION {publication}")
+
+
+async def test_log_a_slot_older_than_the_publication_it_creates_is_unavailable(dsn: str, db: Writer,
+                                                                               feeds: Any) -> None:
+    slot, publication = unique("bizfed_test_pre"), unique("bizfed_test_pub")
+    await db.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    feed = feeds(log_feed(dsn, slot=slot, publication=publication))
+    with pytest.raises(LogUnavailable, match="older than publication"):
+        await feed.start()
+    await feed.close()
+    advancing = feeds(log_feed(dsn, slot=slot, publication=publication, advance_existing_slot=True))
+    await advancing.start()
+    assert not (await advancing.poll()).complete
+    await new_item(db, "WH-000178")
+    batch = await polled(advancing, lambda b: bool(b.changes))
+    assert seen(batch) == [("items", {sku("WH-000178")})]
+    assert await has(dsn, SLOT_EXISTS, slot)
+
+
 async def test_log_never_drops_a_slot_or_publication_it_did_not_create(dsn: str, db: Writer, feeds: Any) -> None:
     slot, publication = unique("bizfed_test_pre"), unique("bizfed_test_pub")
     await db.execute(f"CREATE PUBLICATION {publication} FOR TABLE items, stock, movements, locations")

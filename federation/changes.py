@@ -18,7 +18,7 @@ from federation.errors import LogUnavailable
 __all__ = ["LogUnavailable"]   # feeds raise it from start(); it lives in the one error tree
 
 # The kinds of thing a change can touch, each with its canonical spelling:
-ORDER: Final = "order"         # Sales order number, e.g. "SO-2024-000042" (unpadded)
+ORDER: Final = "order"         # Sales order number, e.g. "SO-2024-000042" (unpadded, upper case)
 CUSTOMER: Final = "customer"   # Sales customer id as a decimal string, e.g. "123"
 ACCOUNT: Final = "account"     # Accounting customer number unpadded, e.g. "C0000123"
 SKU: Final = "sku"             # warehouse spelling, upper case, e.g. "WH-000123"
@@ -63,10 +63,13 @@ class ChangeFeed(Protocol):
     """
 
     source: str
-    queries: int   # statements sent to the source so far: what watching costs it
 
     @property
     def mode(self) -> Mode: ...
+
+    @property
+    def queries(self) -> int:
+        """Statements sent to the source so far: what watching costs it."""
 
     def details(self) -> dict[str, object]:
         """A few JSON-able facts for ``/v1/sources`` (slot, binlog position, rows held), no secrets."""
@@ -99,7 +102,7 @@ class FeedStatus:
 
 
 def order_refs(order_nos: Iterable[str]) -> set[Ref]:
-    return {Ref(ORDER, str(no).strip()) for no in order_nos if no is not None and str(no).strip()}
+    return {Ref(ORDER, str(no).strip().upper()) for no in order_nos if no is not None and str(no).strip()}
 
 
 def sku_refs(skus: Iterable[str | None]) -> set[Ref]:

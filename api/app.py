@@ -19,13 +19,14 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from api.admin import admin
 from api.auth import KeyRing
+from api.changes import changes
 from api.dashboard import STATIC, install_dashboard
 from api.logs import install_request_log
 from api.metrics import install_metrics, route_label
 from api.openapi import openapi_routes
 from api.ops import ops
 from api.problems import RateLimited, to_problem
-from api.responses import accepts_json
+from api.responses import accepts_events, accepts_json
 from api.routes import v1
 from api.server import ignore_repeated_stop_signals
 from api.services import services
@@ -63,7 +64,7 @@ def create_app(settings: Settings, *, make_sources: SourceFactory = build_source
     # unused here, would dispatch a signal on every request.
     Extend(app, built_in_extensions=False, extensions=[OpenAPIExtension, HTTPExtension])
     _describe(app)
-    for blueprint in (v1, ops, openapi_routes, admin):
+    for blueprint in (v1, ops, openapi_routes, admin, changes):
         app.blueprint(blueprint)
     metrics = install_metrics(app)
     install_dashboard(app)
@@ -139,7 +140,8 @@ def _middleware(app: Sanic[Config, Any], settings: Settings, metrics: Any) -> tu
                 raise RateLimited("too many requests for this API key", context={"retry_after": verdict.retry_after})
         if not grants(role, required):
             raise Forbidden(f"this resource needs the {required} role")
-        if not accepts_json(request.headers.get("accept")):
+        accept = request.headers.get("accept")
+        if not accepts_json(accept) and not (getattr(route.ctx, "event_stream", False) and accepts_events(accept)):
             raise SanicException("this resource is served as application/json only", status_code=406)
         request.ctx.role = role
         request.ctx.fed = RequestContext.start(role, settings.timeouts.deadline)

@@ -246,6 +246,16 @@ class PoolState(_Open):
     waiting: int
 
 
+class ChangeCapture(_Open):
+    mode: Literal["log", "poll"] | None = Field(description="log: the source's own change log; poll: a diff")
+    state: Literal["starting", "watching", "failing", "unwatched", "off"]
+    lag_s: float | None = absent("How far behind the source the cache may be now, in seconds")
+    changes: int = absent("Changes seen by the current watcher")
+    last_change_at: datetime | None = absent("The newest change seen (its commit time where the log dates it)")
+    last_round_at: datetime | None = absent("When the watcher last read the source")
+    error: str | None = absent("Why the watcher is failing; null while it watches")
+
+
 class SourceState(_Open):
     up: bool = Field(description="Answered a ping within a second")
     ping_ms: float | None
@@ -259,6 +269,7 @@ class SourceState(_Open):
     last_error_at: datetime | None
     error: str = absent("Why the ping failed; absent while up")
     pool: PoolState
+    changes: ChangeCapture = absent("How the source's changes reach the cache; absent while Redis is unreachable")
 
 
 # The cache's counters in this process since it started, present while caching is on
@@ -311,6 +322,25 @@ class EmptyMeta(_Model):
 class SourcesEnvelope(_Model):
     data: SourceStates
     meta: EmptyMeta
+
+
+class ChangeEvent(_Model):
+    id: str = Field(description="The event's id: pass it back as `last_event_id` (or `Last-Event-ID`) to resume")
+    path: str = Field(description="The resource to fetch again, e.g. /v1/orders/SO-2024-000042")
+    source: Literal["warehouse", "sales", "accounting"]
+    changed_at: str = Field(description="When the change committed (from the log) or was noticed (polling)")
+
+
+class ChangesMeta(_Model):
+    sources: dict[str, SourceMeta] = Field(description="Always empty here")
+    partial: Literal[False]
+    last_event_id: str | None = Field(description="The newest event id the answer covers: ask after it next time")
+    missed: bool = Field(description="Events after the given id were trimmed from the history: refetch what you show")
+
+
+class ChangesEnvelope(_Model):
+    data: list[ChangeEvent]
+    meta: ChangesMeta
 
 
 class Invalidated(_Model):
@@ -437,7 +467,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("get", "/v1/customers"): "listCustomers", ("get", "/v1/customers/{customer_id}"): "getCustomer",
     ("get", "/v1/invoices"): "listInvoices", ("get", "/v1/sold-items"): "listSoldItems",
     ("get", "/v1/locations"): "listLocations", ("get", "/v1/sources"): "getSources",
-    ("post", "/v1/cache/invalidate"): "invalidateCache",
+    ("post", "/v1/cache/invalidate"): "invalidateCache", ("get", "/v1/changes"): "listChanges",
     ("get", "/health/live"): "getLiveness", ("get", "/health/ready"): "getReadiness",
 }
 
@@ -460,4 +490,6 @@ OPERATIONS_RESPONSES: dict[tuple[str, str], dict[int, tuple[str, type[BaseModel]
     ("get", "/v1/sources"): {200: ("Each source's state and the cache's, probed within a second",
                                    SourcesEnvelope)},
     ("post", "/v1/cache/invalidate"): {200: ("How many cache entries were dropped", InvalidateEnvelope)},
+    ("get", "/v1/changes"): {200: ("The events after `last_event_id` (JSON), or an event stream when asked with "
+                                   "`Accept: text/event-stream`", ChangesEnvelope)},
 }

@@ -30,6 +30,7 @@ from api.services import services
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 BREAKER_LEVELS = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 OUTCOMES = ("ok", "timeout", "unreachable", "circuit open", "overloaded", "query failed", "deadline exceeded")
 CACHE_EVENTS = ("hit", "miss", "stale", "bypass", "singleflight_wait", "oversize", "snapshot")
@@ -129,6 +130,16 @@ class Metrics:
         self.snapshot_serves = Counter("bizfed_cache_snapshot_serves",
                                        "Answers replayed whole from an in-process snapshot, without source lookups",
                                        registry=r)
+        self.changes = Counter("bizfed_changes", "Committed source rows seen by change capture, by source and mode",
+                               ["source", "mode"], registry=r)
+        self.change_latency = Histogram("bizfed_change_latency_seconds",
+                                        "From a change's commit (as its log dates it) to its cached answers dropped",
+                                        ["source", "mode"], buckets=LAG_BUCKETS, registry=r)
+        self.change_lag = Gauge("bizfed_change_lag_seconds",
+                                "How far behind its source the cache may be: age of the last round fully applied",
+                                ["source"], multiprocess_mode="livemax", registry=r)
+        self.watcher_queries = Counter("bizfed_change_watcher_queries",
+                                       "Statements change capture sent to a source", ["source", "mode"], registry=r)
         self.internal_errors = Counter("bizfed_internal_errors",
                                        "Unexpected exceptions answered as a 500 (programming errors), by route",
                                        ["route"], registry=r)
@@ -289,6 +300,26 @@ class PrometheusObserver:
             return
         self._m.breaker_state.labels(source).set(level)
         self._m.breaker_transitions.labels(source, state.replace("_", "-")).inc()
+
+
+class PrometheusCaptureObserver:
+    """Change capture's figures (``federation.capture.CaptureObserver``) as Prometheus series."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def changes_seen(self, source: str, mode: str, count: int) -> None:
+        self._m.changes.labels(source, mode).inc(count)
+
+    def change_latency(self, source: str, mode: str, seconds: float) -> None:
+        self._m.change_latency.labels(source, mode).observe(seconds)
+
+    def watcher_queries(self, source: str, mode: str, count: int) -> None:
+        if count > 0:
+            self._m.watcher_queries.labels(source, mode).inc(count)
+
+    def lag(self, source: str, seconds: float) -> None:
+        self._m.change_lag.labels(source).set(seconds)
 
 
 class PrometheusCacheObserver:

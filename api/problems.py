@@ -18,6 +18,7 @@ from sanic import HTTPResponse, Request
 from sanic.exceptions import MethodNotAllowed, PayloadTooLarge, SanicException
 from sanic.exceptions import NotFound as RouteNotFound
 
+from api.change_followers import HistoryUnavailable
 from api.metrics import route_label
 from api.settings import SettingsError
 from cache.cached import LoadFailed
@@ -161,6 +162,8 @@ PROBLEMS: dict[type[BaseException], Problem] = {
         lambda e, _s: f"the cache did not answer ({e.message}); nothing was done that this answer reports, "
                   "and repeating the request is safe",
         kind="cache-unavailable", headers=lambda e: {"Retry-After": str(e.retry_after)}),
+    HistoryUnavailable: Problem(503, "Change history unavailable", _message, kind="cache-unavailable",
+                                headers=_retry_after(1)),
     Unauthorized: Problem(401, "Unauthorized", _message, kind="unauthorized",
                           headers=lambda _e: {"WWW-Authenticate": 'Bearer realm="bizfed"'}),
     RateLimited: Problem(429, "Too many requests", _message, kind="rate-limited",

@@ -159,6 +159,12 @@ def accepts_json(accept: str | None) -> bool:
     return False
 
 
+def accepts_events(accept: str | None) -> bool:
+    """True when ``Accept`` asks for Server-Sent Events (as EventSource does)."""
+    return any(item.partition(";")[0].strip() == "text/event-stream" and _quality(item.partition(";")[2]) > 0
+               for item in (accept or "").lower().split(","))
+
+
 def _quality(params: str) -> float:
     for param in params.split(";"):
         name, _, value = param.strip().partition("=")

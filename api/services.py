@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +19,7 @@ from federation.policy import SourcePolicy
 from federation.ports import Source
 
 if TYPE_CHECKING:   # the API's own modules import this one: at run time the names are only annotations
+    from api.change_followers import ChangeFollowers
     from api.dashboard_history import History, OutageClock
     from api.health import HealthProbes
     from api.logs import RequestIds
@@ -44,6 +45,11 @@ class Cache(ReadThrough, Protocol):
 
     def state(self) -> dict[str, Any]:
         """Up or down, the last error and this process's counters."""
+
+
+class CaptureReports(Protocol):
+    async def reports(self, sources: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Each source's change-capture status as its watcher (in whichever replica) last reported it."""
 
 
 class Judgement(Protocol):
@@ -116,6 +122,8 @@ class Services:
     history: History
     outages: OutageClock
     lifecycle: Lifecycle
+    changes: ChangeFollowers | None = None
+    capture: CaptureReports | None = None
 
 
 def services(app: Sanic[Any, Any]) -> Services:

@@ -12,6 +12,7 @@ from cache.freshness import Freshness
 from cache.redis_client import parse_redis_url
 from federation.policy import Timeouts
 from federation.roles import ROLES
+from federation.sources import SOURCES as SOURCE_NAMES
 
 
 class SettingsError(Exception):
@@ -70,6 +71,11 @@ class Settings:
     rate_limit: int = DEFAULT_RATE_LIMIT   # requests per key per window; 0 turns limiting off
     rate_window: float = 60.0
     head_timeout: float = 10.0      # seconds a request line and headers may take to arrive, in all
+    # How each source's changes are captured: auto (its log where the server allows it, else polling),
+    # log (only the log: capture fails, visibly, when it cannot be read), poll, or off.
+    change_modes: Mapping[str, str] = field(default_factory=lambda: dict.fromkeys(SOURCE_NAMES, "auto"))
+    change_history: int = 10_000    # change events kept for clients resuming /v1/changes
+    wal_retention: int = 1 << 30    # bytes of WAL bizfed's replication slot may hold back before it is reset
 
 
 def hash_key(key: str) -> str:
@@ -117,6 +123,17 @@ def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
         raise SettingsError(f"{name} is not set")
+    return value
+
+
+CHANGE_MODES = ("auto", "log", "poll", "off")
+
+
+def _change_mode(env: Mapping[str, str], source: str) -> str:
+    name = f"BIZFED_CHANGES_{source.upper()}"
+    value = env.get(name, "auto").strip().lower()
+    if value not in CHANGE_MODES:
+        raise SettingsError(f"{name} must be one of {', '.join(CHANGE_MODES)}")
     return value
 
 
@@ -206,4 +223,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
         rate_window=_number(env, "BIZFED_RATE_WINDOW", 60.0, minimum=1),
         head_timeout=_number(env, "BIZFED_HEAD_TIMEOUT", 10.0, minimum=0.1),
+        change_modes={name: _change_mode(env, name) for name in SOURCE_NAMES},
+        change_history=int(_number(env, "BIZFED_CHANGE_HISTORY", 10_000, minimum=100)),
+        wal_retention=int(_number(env, "BIZFED_WAL_RETENTION_BYTES", 1 << 30, minimum=1 << 20)),
     )

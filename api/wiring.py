@@ -2,38 +2,50 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from api.change_followers import ChangeFollowers
 from api.dashboard_history import History, OutageClock
 from api.health import CACHE, HealthProbes
 from api.logs import RequestIds
-from api.metrics import Metrics, PrometheusCacheObserver, PrometheusObserver
+from api.metrics import Metrics, PrometheusCacheObserver, PrometheusCaptureObserver, PrometheusObserver
 from api.params import Cursors
 from api.services import Lifecycle, Services
 from api.settings import Settings
 from api.snapshots import Snapshots
 from cache.availability import Availability
 from cache.breakers import RedisBreakerBoard
+from cache.capture_board import RedisCaptureBoard
+from cache.change_stream import RedisChangeStream
 from cache.local import LocalCache
 from cache.ratelimit import RateLimiter
 from cache.readthrough import RedisCache
 from cache.redis_client import make_redis
 from connectors.accounting import AccountingConnector
+from connectors.accounting_changes import AccountingPoll
 from connectors.sales import SalesConnector
+from connectors.sales_changes import SalesPoll
+from connectors.sales_log import SalesLog
 from connectors.warehouse import WarehouseConnector
-from connectors.warehouse_changes import WarehouseChanges
+from connectors.warehouse_changes import WarehousePoll
+from connectors.warehouse_log import WarehouseLog
 from federation.breakers import Opening, SharedBreakers
+from federation.capture import FeedFactory, NothingCached, Watcher
 from federation.codec import Codec
 from federation.errors import SourceFailed
 from federation.gateway import Gateway
 from federation.policy import Observer, PolicyConfig, SourcePolicy, make_breaker
 from federation.ports import Source
 from federation.sources import SOURCES
-from federation.watcher import watch_warehouse
 
 log = logging.getLogger("bizfed.api")
+FOLLOW_BLOCK = 2.0   # seconds one XREAD of the change stream waits for news
 SourceFactory = Callable[[Settings], Mapping[str, Any]]
 
 
@@ -48,6 +60,28 @@ def build_sources(settings: Settings) -> dict[str, Any]:
         "accounting": AccountingConnector(settings.accounting_odbc, max_workers=settings.accounting_workers,
                                           login_timeout=limits.connect, query_timeout=limits.attempt),
     }
+
+
+def build_feeds(settings: Settings) -> dict[str, list[FeedFactory]]:
+    """Each source's change feeds in the order to try them, as its configured mode says."""
+    limit, connect = settings.timeouts.attempt, settings.timeouts.connect
+    logs: dict[str, FeedFactory] = {
+        "warehouse": lambda: WarehouseLog(settings.warehouse_dsn, timeout=limit,
+                                          max_retained_bytes=settings.wal_retention),
+        "sales": lambda: SalesLog(settings.sales_url, timeout=limit),
+    }
+    polls: dict[str, FeedFactory] = {
+        "warehouse": lambda: WarehousePoll(settings.warehouse_dsn, timeout=limit),
+        "sales": lambda: SalesPoll(settings.sales_url, timeout=limit),
+        "accounting": lambda: AccountingPoll(settings.accounting_odbc, timeout=limit, login_timeout=connect),
+    }
+    feeds: dict[str, list[FeedFactory]] = {}
+    for name in SOURCES:
+        mode = settings.change_modes.get(name, "auto")
+        chosen = {"auto": [logs.get(name), polls.get(name)], "log": [logs.get(name)], "poll": [polls.get(name)],
+                  "off": []}[mode]
+        feeds[name] = [f for f in chosen if f is not None]
+    return feeds
 
 
 def build_policies(settings: Settings, observer: Observer) -> dict[str, SourcePolicy]:
@@ -90,12 +124,13 @@ def build_services(settings: Settings, metrics: Metrics, make_sources: SourceFac
         life.loops["l1-invalidations"] = cache.follow_invalidations
         if first_level is not None:
             snapshots = Snapshots(first_level)
-        changes = WarehouseChanges(settings.warehouse_dsn, timeout=settings.timeouts.attempt)
-        life.add(stop=changes.close)
-        life.loops["warehouse-watcher"] = lambda: watch_warehouse(changes, cache, settings.watch_interval)
     else:
         # With caching off Redis still carries breaker state and rate limits.
         life.add(ping=(CACHE, _ping(redis)))
+
+    scopes = _scopes(settings)
+    capture = RedisCaptureBoard(redis, scopes=scopes)
+    followers = _capture(settings, life, cache, capture, redis, policies, metrics)
 
     history = History()
     life.loops["dashboard-history"] = lambda: history.run(lambda: metrics.summary().as_dict())
@@ -107,7 +142,42 @@ def build_services(settings: Settings, metrics: Metrics, make_sources: SourceFac
                     sources=sources, policies=policies,
                     gateway=Gateway(sources, policies, cache=cache), cache=cache, snapshots=snapshots,
                     limiter=limiter, probes=HealthProbes(life.pings), request_ids=RequestIds(),
-                    history=history, outages=OutageClock(), lifecycle=life)
+                    history=history, outages=OutageClock(), lifecycle=life, changes=followers, capture=capture)
+
+
+def _capture(settings: Settings, life: Lifecycle, cache: RedisCache | None, board: RedisCaptureBoard, redis: Any,
+             policies: Mapping[str, SourcePolicy], metrics: Metrics) -> ChangeFollowers:
+    """A watcher per source (only the lease holder among all replicas' workers reads it) and this worker's
+    reader of the change stream for /v1/changes. With caching off changes are still followed, for clients."""
+    stream_key = "bizfed:v1:changes:" + _digest(*_scopes(settings).values())
+    stream = RedisChangeStream(redis, key=stream_key, maxlen=settings.change_history)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    observer = PrometheusCaptureObserver(metrics)
+    for name, feeds in build_feeds(settings).items():
+        if settings.change_modes.get(name) == "off":
+            continue
+        policy = policies[name]
+        watcher = Watcher(name, feeds, cache if cache is not None else NothingCached(),
+                          interval=settings.watch_interval, owner=owner, board=board, sink=stream, observer=observer,
+                          breaker_open=lambda p=policy: p.breaker_state == "open")  # type: ignore[misc]
+        life.loops[f"changes-{name}"] = watcher.run
+    # XREAD BLOCK holds its connection for the block time: a client of its own, with a timeout to match.
+    blocking = make_redis(settings.redis_url, timeout=FOLLOW_BLOCK + 1.0, max_connections=2)
+    life.add(stop=blocking.aclose)
+    followers = ChangeFollowers(RedisChangeStream(blocking, key=stream_key, maxlen=settings.change_history),
+                                block=FOLLOW_BLOCK)
+    life.loops["change-followers"] = followers.run
+    return followers
+
+
+def _scopes(settings: Settings) -> dict[str, str]:
+    """Each source's identity as change capture keys it in Redis: a digest of how it is reached."""
+    reached = {"warehouse": settings.warehouse_dsn, "sales": settings.sales_url, "accounting": settings.accounting_odbc}
+    return {name: _digest(value) for name, value in reached.items()}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _opener(name: str, source: Source) -> Callable[[], Any]:

@@ -6,6 +6,7 @@ copies (``warehouse_t1`` …) so tests never touch the demo data.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -115,6 +116,13 @@ def drop_all(targets: LegacyTargets) -> None:
     info = psycopg.conninfo.conninfo_to_dict(targets.warehouse_dsn)
     admin = psycopg.conninfo.make_conninfo("", **{**info, "dbname": "postgres"})
     with psycopg.connect(admin, autocommit=True) as conn:
+        # A logical replication slot (change capture's) on the database keeps even a forced DROP from it.
+        for slot, pid in conn.execute("SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s",
+                                      (str(info["dbname"]),)).fetchall():
+            if pid is not None:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                      .format(psycopg.sql.Identifier(str(info["dbname"]))))
     for odbc in (sales_as_odbc(targets.sales_url, targets.accounting_odbc), targets.accounting_odbc):

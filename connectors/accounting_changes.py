@@ -11,11 +11,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pyodbc
 
-from connectors._diff import MAX_CHANGES, Differ, Pending, RowDelta, TableSpec, num, odbc_dialect, text
+from connectors._diff import (
+    MAX_CHANGES,
+    Dialect,
+    Differ,
+    MysqlDialect,
+    Pending,
+    RowDelta,
+    TableSpec,
+    num,
+    odbc_dialect,
+    text,
+)
 from connectors.accounting import SOCKET_MARGIN, SOURCE, AccountingConnector
 from federation.changes import Batch, Change, Mode, Ref, account_refs, order_refs, sku_refs
 from federation.errors import SourceTimeout
@@ -41,10 +52,13 @@ class AccountingPoll:
     source = SOURCE
 
     def __init__(self, odbc: str, *, timeout: float = 2.0, login_timeout: float = 2.0,
-                 max_changes: int = MAX_CHANGES) -> None:
+                 max_changes: int = MAX_CHANGES, fingerprint: Literal["portable", "native"] = "portable") -> None:
         self._connector = AccountingConnector(odbc, max_workers=1, login_timeout=login_timeout, query_timeout=timeout)
         self._round_limit = login_timeout + timeout + SOCKET_MARGIN
         self._max_changes = max_changes
+        # "native": CRC32 where the engine is MariaDB/MySQL (about 7x less database CPU a row, measured),
+        # the portable ODBC arithmetic elsewhere.
+        self._fingerprint = fingerprint
         self._differ: Differ | None = None
         self.queries = 0
         self.rounds = 0
@@ -66,7 +80,7 @@ class AccountingPoll:
         started = time.monotonic()
         # Each statement is bounded by the connector; a full load takes what the tables' size needs.
         dbms = await self._connector._call(lambda cur: str(cur.connection.getinfo(pyodbc.SQL_DBMS_NAME)))
-        differ = Differ(TABLES, odbc_dialect(dbms), self._fetch, max_changes=self._max_changes)
+        differ = Differ(TABLES, self._dialect(dbms), self._fetch, max_changes=self._max_changes)
         await differ.load()
         self._differ = differ
         self.round_s = time.monotonic() - started
@@ -93,6 +107,11 @@ class AccountingPoll:
         await self._connector.close()
 
     # -- plumbing ------------------------------------------------------------
+
+    def _dialect(self, dbms: str) -> Dialect:
+        if self._fingerprint == "native" and any(n in dbms.lower() for n in ("mariadb", "mysql")):
+            return MysqlDialect("?")
+        return odbc_dialect(dbms)
 
     def _started(self) -> Differ:
         if self._differ is None:

@@ -242,3 +242,23 @@ async def test_a_blackholed_round_costs_one_bounded_round_and_loses_nothing(
     assert refs(batch) == {Ref("sku", item.strip())}
     await feed.ack(batch)
     assert (await feed.poll()).changes == ()
+
+
+async def test_the_native_fingerprint_sees_the_same_changes(seeded: LegacyTargets, db: pyodbc.Connection) -> None:
+    feed = AccountingPoll(seeded.accounting_odbc, timeout=TIMEOUT, login_timeout=TIMEOUT, fingerprint="native")
+    await feed.start()
+    try:
+        assert feed.details()["dialect"] == "mysql"
+        assert (await settled(feed)).changes == ()
+        (custno, name), = db.execute("SELECT CUSTNO, CUSTNM FROM ARCUST ORDER BY CUSTNO DESC "
+                                     "OFFSET 0 ROWS FETCH NEXT 1 ROWS ONLY").fetchall()
+        edited = name[:-1] + ("A" if name[-1] != "A" else "B")
+        db.execute("UPDATE ARCUST SET CUSTNM = ? WHERE CUSTNO = ?", edited, custno)
+        invno, inv_custno, ordref = invoice_with_order(db)
+        db.execute("UPDATE ARINVH SET TAXCENTS = TAXCENTS + 1 WHERE INVNO = ?", invno)
+        before = feed.queries
+        assert refs(await settled(feed)) == {Ref("account", custno.strip()), Ref("account", inv_custno),
+                                             Ref("order", ordref)}
+        assert feed.queries - before == len(TABLES) + 2   # and a narrowing query for each table that changed
+    finally:
+        await feed.close()

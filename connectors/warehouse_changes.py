@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -24,7 +24,6 @@ from psycopg import errors as pg_errors
 from connectors._postgres import Connection, abandonable
 from federation.changes import Batch, Change, Mode, Ref, order_refs, sku_refs
 from federation.errors import QueryFailed, SourceTimeout, SourceUnavailable
-from federation.watcher import Changes, Watermark
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -92,6 +91,15 @@ class WatchConnection:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """How far the poll has read: the newest movement id and the newest ``updated_at`` of stock and items."""
+
+    movement_id: int
+    stock_at: datetime
+    items_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,34 +251,3 @@ async def read_since(watch: WatchConnection, mark: Watermark, seen: frozenset[tu
             changes.append(Change(table, frozenset(refs)))
     return _Read(changes, now_seen, Watermark(movement_id, stock_at, items_at), stock_rows,
                  overflow=max(counts.values()) >= MAX_ROWS)
-
-
-class WarehouseChanges:
-    """The old watcher's interface (``current``/``since``) over the same rounds, until the watcher moves to
-    ``ChangeFeed``s."""
-
-    def __init__(self, dsn: str, *, timeout: float = 2.0) -> None:
-        self._watch = WatchConnection(dsn, timeout=timeout, application_name="bizfed-warehouse-watcher")
-        self._seen: frozenset[tuple[object, ...]] = frozenset()
-
-    async def close(self) -> None:
-        await self._watch.close()
-
-    async def current(self) -> Watermark:
-        """Where the warehouse is now: changes are reported from here on."""
-        async def work(conn: Conn) -> tuple[Any, ...] | None:
-            return await (await self._watch.execute(conn, _CURRENT)).fetchone()
-
-        row = await self._watch.round(work)
-        assert row is not None
-        mark = Watermark(int(row[0]), row[1], row[2])
-        await self.since(mark)
-        return mark
-
-    async def since(self, mark: Watermark) -> Changes:
-        """What changed after ``mark`` (with a small overlap), and the new watermark."""
-        read = await read_since(self._watch, mark, self._seen, count_stock=False)
-        self._seen = frozenset(read.seen)
-        skus = {ref.key for change in read.changes for ref in change.refs if ref.kind == "sku"}
-        orders = {ref.key for change in read.changes for ref in change.refs if ref.kind == "order"}
-        return Changes(read.watermark, frozenset(skus), frozenset(orders))

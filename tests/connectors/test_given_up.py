@@ -16,11 +16,7 @@ from typing import Any
 
 import pytest
 
-from connectors.warehouse_changes import ROUND_MARGIN, WarehouseChanges
-from deploy.legacy.schema import LegacyTargets
-from deploy.local.addresses import dsn_port, dsn_with_port
 from deploy.local.faultproxy import FaultProxy
-from federation.errors import SourceTimeout, SourceUnavailable
 from tests.connectors.conftest import PROXIED_CALLS as CALLS
 
 GIVE_UP_S = 0.5     # the caller's timer, as the policy's attempt timeout would be
@@ -57,29 +53,3 @@ async def test_a_call_given_up_on_in_a_blackhole_comes_back_at_once(proxied: tup
         assert connector.pool_state()["in_use"] == 0, connector.pool_state()
     finally:
         await connector.close()
-
-
-async def test_the_change_watcher_outlives_a_blackhole(empty_legacy: LegacyTargets) -> None:
-    """A poll round the Warehouse never answers fails within its bound, and the next rounds after the
-    network is back see changes again: the watcher does not hang on the dead connection."""
-    proxy = FaultProxy("127.0.0.1", dsn_port(empty_legacy.warehouse_dsn)).start()
-    changes = WarehouseChanges(dsn_with_port(empty_legacy.warehouse_dsn, proxy.port), timeout=GIVE_UP_S)
-    try:
-        mark = await changes.current()
-        proxy.blackhole()
-        started = time.monotonic()
-        with pytest.raises(SourceTimeout):
-            await changes.since(mark)
-        assert time.monotonic() - started <= GIVE_UP_S + ROUND_MARGIN + MARGIN_S
-        proxy.pass_through()
-        deadline = time.monotonic() + 10 * GIVE_UP_S
-        while True:
-            try:
-                await changes.since(mark)
-                break
-            except SourceUnavailable:
-                assert time.monotonic() < deadline, "the watcher's rounds still fail after the blackhole"
-                await asyncio.sleep(0.05)
-    finally:
-        await changes.close()
-        proxy.stop()

@@ -102,6 +102,12 @@ class FakeCache:
             del self.entries[name]
         return len(dropped)
 
+    async def invalidate_source(self, source: str) -> int:
+        dropped = [name for name in self.entries if name[0] == source]
+        for name in dropped:
+            del self.entries[name]
+        return len(dropped)
+
     async def settle(self) -> None:
         """Wait for the background refreshes started so far."""
         while self._refreshes:

@@ -3,9 +3,9 @@ its signature drifts from the Protocol's (``tests/fast/test_conformance.py`` run
 
 from __future__ import annotations
 
+from federation.capture import Invalidator
 from federation.gateway import ReadThrough
 from federation.ports import Accounting, Sales, Warehouse
-from federation.watcher import Invalidator
 from tests.fakes.accounting import FakeAccounting
 from tests.fakes.cache import FakeCache
 from tests.fakes.sales import FakeSales

@@ -66,7 +66,8 @@ def build_feeds(settings: Settings) -> dict[str, list[FeedFactory]]:
     """Each source's change feeds in the order to try them, as its configured mode says."""
     limit, connect = settings.timeouts.attempt, settings.timeouts.connect
     logs: dict[str, FeedFactory] = {
-        "warehouse": lambda: WarehouseLog(settings.warehouse_dsn, timeout=limit,
+        # The slot is bizfed's own name (bizfed_<database>): after a restart it is ours still, held to the limit.
+        "warehouse": lambda: WarehouseLog(settings.warehouse_dsn, timeout=limit, advance_existing_slot=True,
                                           max_retained_bytes=settings.wal_retention),
         "sales": lambda: SalesLog(settings.sales_url, timeout=limit),
     }

@@ -223,7 +223,9 @@ def _start_postgres(root: Path, state: State) -> None:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
             "-c shared_preload_libraries=pg_stat_statements "
             # change capture reads the WAL by logical decoding (issue 19); a real site enables it the same way
-            "-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16")
+            "-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16 "
+            # with synchronous_commit off a commit reaches the decoded log only when the WAL writer flushes it
+            "-c wal_writer_delay=10ms")
     _run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-l", str(data / "server.log"),
           "-o", opts, "-w", "-t", "60", "start"], user=user)
     state.pids["postgres"] = int((data / "postmaster.pid").read_text().split()[0])

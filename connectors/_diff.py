@@ -291,6 +291,7 @@ class Pending:
     complete: bool = True
     buckets: Mapping[str, Mapping[int, dict[Key, Held]]] = field(default_factory=dict)   # replaced buckets
     reloaded: Mapping[str, _Table] = field(default_factory=dict)   # tables read again in full
+    bases: Mapping[str, _Table] = field(default_factory=dict)   # the held tables ``buckets`` were diffed against
 
 
 class Differ:
@@ -338,6 +339,8 @@ class Differ:
             self._tables[name] = table
         for name, buckets in pending.buckets.items():
             table = self._tables[name]
+            if table is not pending.bases.get(name):
+                continue   # diffed against a table since reloaded (a stale ack): its buckets mean nothing now
             for bucket, rows in buckets.items():
                 table.put(bucket, rows)
 
@@ -372,7 +375,8 @@ class Differ:
             deltas.extend(found)
             replaced[spec.name] = fresh
         self.last_changed_buckets, self.last_rows_read = changed_buckets, rows_read
-        return Pending(tuple(deltas), not reloaded, replaced, reloaded)
+        bases = {name: self._tables[name] for name in replaced}
+        return Pending(tuple(deltas), not reloaded, replaced, reloaded, bases)
 
     async def _changed_buckets(self, table: _Table) -> list[int]:
         spec = table.spec

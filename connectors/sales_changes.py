@@ -182,12 +182,16 @@ class SalesPoll:
             raise SourceUnavailable(SOURCE, "change feed is not open")
         self.queries += 1
         try:
-            async with held.lease(self._connect_timeout) as conn, conn.cursor() as cur:
+            # Each statement bounded (asyncmy has no read timeout): a full load too costs a bounded wait.
+            async with (asyncio.timeout(self._timeout + ROUND_MARGIN), held.lease(self._connect_timeout) as conn,
+                        conn.cursor() as cur):
                 await cur.execute(sql, tuple(values) if values else None)
                 rows: Sequence[Sequence[Any]] = await cur.fetchall()
                 return rows
         except ConnectorError:
             raise
+        except TimeoutError as exc:
+            raise SourceTimeout(SOURCE, "no answer in time") from exc
         except asyncmy_errors.Error as exc:
             raise _classify(exc) from exc
         except (OSError, EOFError, asyncio.IncompleteReadError) as exc:

@@ -231,3 +231,17 @@ async def test_a_load_in_pages_holds_every_row_of_a_composite_key(engine: tuple[
     assert (await differ.diff()).deltas == ()
     db.run("DELETE FROM DIFFP WHERE A = ? AND B = ?", "B", 3)
     assert [(d.key, d.after) for d in (await differ.diff()).deltas] == [(("B", 3), None)]
+
+
+async def test_a_stale_acknowledgement_after_a_reload_changes_nothing(engine: tuple[Db, Dialect]) -> None:
+    db, dialect = engine
+    differ = await _loaded(db, dialect, max_changes=10)
+    db.run("UPDATE DIFFT SET N = -1 WHERE K = ?", "K0000002")
+    stale = await differ.diff()
+    db.run("UPDATE DIFFT SET N = N + 1")
+    reloaded = await differ.diff()
+    assert not reloaded.complete
+
+    differ.apply(reloaded)
+    differ.apply(stale)   # diffed against the table before its reload: ignored
+    assert (await differ.diff()).deltas == ()

@@ -481,3 +481,12 @@ def _row_deltas(table: _Table, fresh: Mapping[int, Mapping[Key, Held]]) -> list[
                 out.append(RowDelta(name, key, Differ._refs(spec, old), Differ._refs(spec, row)))
         out.extend(RowDelta(name, key, Differ._refs(spec, old), None) for key, old in was.items() if key not in now)
     return out
+
+
+def feed_details(rounds: int, queries: int, round_s: float | None, differ: Differ | None) -> dict[str, object]:
+    """What a polling feed tells ``/v1/sources``: rounds, statements, the last round's time, the differ's state."""
+    out: dict[str, object] = {"rounds": rounds, "queries": queries,
+                              "round_s": None if round_s is None else round(round_s, 4)}
+    if differ is not None:
+        out.update(differ.details())
+    return out

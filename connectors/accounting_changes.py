@@ -23,6 +23,7 @@ from connectors._diff import (
     Pending,
     RowDelta,
     TableSpec,
+    feed_details,
     num,
     odbc_dialect,
     text,
@@ -69,11 +70,7 @@ class AccountingPoll:
         return "poll"
 
     def details(self) -> dict[str, object]:
-        out: dict[str, object] = {"rounds": self.rounds, "queries": self.queries,
-                                  "round_s": None if self.round_s is None else round(self.round_s, 4)}
-        if self._differ is not None:
-            out.update(self._differ.details())
-        return out
+        return feed_details(self.rounds, self.queries, self.round_s, self._differ)
 
     async def start(self) -> None:
         await self._connector.open()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -10,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from asyncmy import errors as asyncmy_errors
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
 from connectors._held import HeldConnections
 from connectors._paging import keyset_page
+from connectors._sales_errors import SOURCE, driver_errors, keeps_connection
 from connectors._values import (
     ROW_ERRORS,
     convert_rows,
@@ -31,7 +30,7 @@ from connectors._values import (
     text_or_none,
     utc,
 )
-from federation.errors import ConnectorError, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.errors import SourceUnavailable
 from federation.model import CENT
 from federation.queries import CustomerFilter, OrderFilter, SoldItemsFilter, SoldItemsKey
 from federation.records import (
@@ -51,7 +50,6 @@ T = TypeVar("T")
 Rows = Sequence[Any]
 Statement = tuple[str, Sequence[Any]]   # the driver's own parameterised SQL (%s marks) and its values
 
-SOURCE = "sales"
 _ORDER_STATUSES: dict[str, OrderStatus] = {
     "draft": "draft", "confirmed": "confirmed", "shipped": "shipped",
     "delivered": "delivered", "cancelled": "cancelled",
@@ -62,9 +60,6 @@ MAX_IDLE = 300.0   # seconds a held connection may sit idle before it is remade:
 # create_engine(skip_autocommit_rollback=) is SQLAlchemy 2.0.43 and later
 _CAN_SKIP_AUTOCOMMIT_ROLLBACK = "skip_autocommit_rollback" in inspect.signature(DefaultDialect.__init__).parameters
 
-# MySQL/MariaDB error numbers that mean "too slow" and "connection gone".
-_TIMEOUT_CODES = frozenset({1317, 1969, 3024, 1205})
-_GONE_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 
 # The statements, written for MariaDB as the schema in deploy/legacy/sales.sql has it. They are plain
 # text with the driver's %s marks, sent as they are: building and compiling SQLAlchemy expressions on
@@ -106,12 +101,6 @@ def _where(conditions: Sequence[str]) -> str:
 def _naive_utc(value: datetime) -> datetime:
     """DATETIME columns hold naive UTC; an aware bound value is turned to it."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-
-
-def _keeps_connection(exc: BaseException) -> bool:
-    """Whether a call that raised ``exc`` leaves its connection fit for the next: the server refused
-    the statement and said so, the session unharmed."""
-    return isinstance(exc, asyncmy_errors.ProgrammingError | asyncmy_errors.DataError | asyncmy_errors.IntegrityError)
 
 
 class SalesConnector:
@@ -159,7 +148,7 @@ class SalesConnector:
         engine = create_async_engine(self._url, **options)
         event.listen(engine.sync_engine, "connect", self._on_connect)
         self._engine = engine
-        self._held = HeldConnections(SOURCE, engine, self._pool_size, max_idle=MAX_IDLE, keeps=_keeps_connection)
+        self._held = HeldConnections(SOURCE, engine, self._pool_size, max_idle=MAX_IDLE, keeps=keeps_connection)
 
     def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -345,29 +334,12 @@ class SalesConnector:
         held = self._held
         if held is None:
             raise SourceUnavailable(SOURCE, "connector is not open")
-        try:
-            # No timer here: the policy bounds every attempt, and a call it gives up on is cancelled.
-            # Making a connection raises only SourceUnavailable (HeldConnections._make), so a socket
-            # error below comes from a connection that was working.
+        # No timer here: the policy bounds every attempt, and a call it gives up on is cancelled.
+        # Making a connection raises only SourceUnavailable (HeldConnections._make), so a socket
+        # error below comes from a connection that was working.
+        with driver_errors():
             async with held.lease(self._connect_timeout) as conn, conn.cursor() as cur:
                 return await work(cur)
-        except ConnectorError:
-            raise
-        except TimeoutError as exc:
-            raise SourceTimeout(SOURCE, "no answer in time") from exc
-        except asyncmy_errors.Error as exc:
-            raise _classify(exc) from exc
-        except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
-            raise SourceUnavailable(SOURCE, "connection lost") from exc
-
-
-def _classify(exc: asyncmy_errors.Error) -> ConnectorError:
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    if code in _TIMEOUT_CODES:
-        return SourceTimeout(SOURCE, "query timed out")
-    if code in _GONE_CODES or isinstance(exc, asyncmy_errors.InterfaceError):
-        return SourceUnavailable(SOURCE, "connection lost")
-    return QueryFailed(SOURCE, "query rejected")
 
 
 def _customer(row: Any) -> Customer | None:

@@ -9,12 +9,10 @@ row leaves out (the SKUs on an order, the orders of a customer).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from asyncmy import errors as asyncmy_errors
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -28,21 +26,20 @@ from connectors._diff import (
     MysqlDialect,
     Pending,
     TableSpec,
+    feed_details,
     num,
     sqlite_dialect,
     text,
 )
 from connectors._held import HeldConnections
+from connectors._sales_errors import SOURCE, driver_errors, keeps_connection
 from connectors.sales_refs import RowChange, SalesRefs
 from federation.changes import Batch, Mode
-from federation.errors import ConnectorError, QueryFailed, SourceTimeout, SourceUnavailable
+from federation.errors import SourceTimeout, SourceUnavailable
 
-SOURCE = "sales"
 ROUND_MARGIN = 1.0   # seconds a round may take beyond its statement timeout before it is given up on
 MAX_IDLE = 300.0
 
-_TIMEOUT_CODES = frozenset({1317, 1969, 3024, 1205})
-_GONE_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031})
 
 
 def _time(name: str) -> Column:
@@ -99,11 +96,7 @@ class SalesPoll:
         return "poll"
 
     def details(self) -> dict[str, object]:
-        out: dict[str, object] = {"rounds": self.rounds, "queries": self.queries,
-                                  "round_s": None if self.round_s is None else round(self.round_s, 4)}
-        if self._differ is not None:
-            out.update(self._differ.details())
-        return out
+        return feed_details(self.rounds, self.queries, self.round_s, self._differ)
 
     async def start(self) -> None:
         self._open()
@@ -155,7 +148,7 @@ class SalesPoll:
         if self._backend != "sqlite":
             event.listen(engine.sync_engine, "connect", self._on_connect)
         self._engine = engine
-        self._held = HeldConnections(SOURCE, engine, 1, max_idle=MAX_IDLE, keeps=_keeps_connection)
+        self._held = HeldConnections(SOURCE, engine, 1, max_idle=MAX_IDLE, keeps=keeps_connection)
 
     def _dialect(self) -> Dialect:
         assert self._engine is not None
@@ -181,33 +174,10 @@ class SalesPoll:
         if held is None:
             raise SourceUnavailable(SOURCE, "change feed is not open")
         self.queries += 1
-        try:
-            # Each statement bounded (asyncmy has no read timeout): a full load too costs a bounded wait.
+        # Each statement bounded (asyncmy has no read timeout): a full load too costs a bounded wait.
+        with driver_errors():
             async with (asyncio.timeout(self._timeout + ROUND_MARGIN), held.lease(self._connect_timeout) as conn,
                         conn.cursor() as cur):
                 await cur.execute(sql, tuple(values) if values else None)
                 rows: Sequence[Sequence[Any]] = await cur.fetchall()
                 return rows
-        except ConnectorError:
-            raise
-        except TimeoutError as exc:
-            raise SourceTimeout(SOURCE, "no answer in time") from exc
-        except asyncmy_errors.Error as exc:
-            raise _classify(exc) from exc
-        except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
-            raise SourceUnavailable(SOURCE, "connection lost") from exc
-        except sqlite3.Error as exc:   # aiosqlite passes SQLite's own errors on
-            raise QueryFailed(SOURCE, "query rejected") from exc
-
-
-def _keeps_connection(exc: BaseException) -> bool:
-    return isinstance(exc, asyncmy_errors.ProgrammingError | asyncmy_errors.DataError)
-
-
-def _classify(exc: asyncmy_errors.Error) -> ConnectorError:
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    if code in _TIMEOUT_CODES:
-        return SourceTimeout(SOURCE, "query timed out")
-    if code in _GONE_CODES or isinstance(exc, asyncmy_errors.InterfaceError):
-        return SourceUnavailable(SOURCE, "connection lost")
-    return QueryFailed(SOURCE, "query rejected")

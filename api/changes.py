@@ -11,6 +11,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
 from api.change_followers import END, ChangeFollowers, Entry, HistoryUnavailable, parse_id, visible
+from api.docs import CHANGES_PARAMS
 from api.params import limit, parse_query
 from api.responses import accepts_events, dumps, json_response
 from api.routing import read
@@ -48,7 +49,7 @@ def _any(_name: str, raw: str) -> str:
                 "window; if events were trimmed meanwhile an `event: reset` says so: refetch what you show. "
                 "Readers get no event about Accounting-only resources. `?key=` may carry the API key for "
                 "browsers' EventSource, which cannot send headers.",
-    tag="operations", secured={"bearer": []},
+    tag="operations", secured={"bearer": []}, parameter=CHANGES_PARAMS,
 )
 async def follow(request: Request) -> HTTPResponse | None:
     args = parse_query(request.args, {"last_event_id": _event_id, "key": _any, "limit": limit})

@@ -123,7 +123,17 @@ def source_tile(entry: dict[str, Any], outage_since: datetime | None = None, cac
         "last_error_at": last_error_at,
         "outage_since": outage_since,
         "serving_from_cache": outage_since is not None and cached,
+        "changes": _capture(entry.get("changes")),
     }
+
+
+def _capture(changes: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the tile says of change capture: mode, state, lag, last change, and why it fails."""
+    if changes is None:
+        return None
+    return {"mode": changes.get("mode"), "state": changes.get("state"), "lag_s": changes.get("lag_s"),
+            "last_change_at": changes.get("last_change_at"),
+            "error": scrub(str(changes["error"])) if changes.get("error") else None}
 
 
 def cache_tile(entry: dict[str, Any] | None, cache: Any, counts: dict[str, float] | None) -> dict[str, Any]:

@@ -453,6 +453,16 @@ def operation(name: str) -> dict[str, Any]:
     }
 
 
+# GET /v1/changes (api/changes.py): its query, and its Last-Event-ID header.
+CHANGES_PARAMS: list[dict[str, Any] | d.Parameter | str] = [
+    _param("last_event_id", "Events after this one (an `id` this history gave); without it, the latest.",
+           {"type": "string", "pattern": "^[0-9]{1,15}(-[0-9]{1,15})?$"}),
+    _param("limit", "Events at most, as JSON (1–500, default 100).", {"type": "integer", "minimum": 1, "maximum": 500}),
+    _param("Last-Event-ID", "What EventSource sends on reconnecting; as `last_event_id`.",
+           {"type": "string", "pattern": "^[0-9]{1,15}(-[0-9]{1,15})?$"}, location="header"),
+]
+
+
 # The groups of operations, in the order the docs show them.
 TAGS: list[dict[str, str]] = [
     {"name": "resources", "description": "One record, joined across the systems that hold its parts"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -46,6 +47,9 @@ from federation.sources import SOURCES
 
 log = logging.getLogger("bizfed.api")
 FOLLOW_BLOCK = 2.0   # seconds one XREAD of the change stream waits for news
+# Capture's first round (a full load, for a polling feed) waits until every worker has started: a worker
+# still starting when a stop signal comes is one Sanic's manager may not stop.
+CAPTURE_DELAY = 2.0
 SourceFactory = Callable[[Settings], Mapping[str, Any]]
 
 
@@ -74,7 +78,9 @@ def build_feeds(settings: Settings) -> dict[str, list[FeedFactory]]:
     polls: dict[str, FeedFactory] = {
         "warehouse": lambda: WarehousePoll(settings.warehouse_dsn, timeout=limit),
         "sales": lambda: SalesPoll(settings.sales_url, timeout=limit),
-        "accounting": lambda: AccountingPoll(settings.accounting_odbc, timeout=limit, login_timeout=connect),
+        # CRC32 where the driver says the engine is MariaDB/MySQL, portable ODBC arithmetic on any other.
+        "accounting": lambda: AccountingPoll(settings.accounting_odbc, timeout=limit, login_timeout=connect,
+                                             fingerprint="native"),
     }
     feeds: dict[str, list[FeedFactory]] = {}
     for name in SOURCES:
@@ -161,7 +167,7 @@ def _capture(settings: Settings, life: Lifecycle, cache: RedisCache | None, boar
         watcher = Watcher(name, feeds, cache if cache is not None else NothingCached(),
                           interval=settings.watch_interval, owner=owner, board=board, sink=stream, observer=observer,
                           breaker_open=lambda p=policy: p.breaker_state == "open")  # type: ignore[misc]
-        life.loops[f"changes-{name}"] = watcher.run
+        life.loops[f"changes-{name}"] = functools.partial(watcher.run, CAPTURE_DELAY)
     # XREAD BLOCK holds its connection for the block time: a client of its own, with a timeout to match.
     blocking = make_redis(settings.redis_url, timeout=FOLLOW_BLOCK + 1.0, max_connections=2)
     life.add(stop=blocking.aclose)

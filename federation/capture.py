@@ -121,8 +121,10 @@ class Watcher:
         self._caught_up_at: float | None = None   # start of the last round whose changes are all applied
         self._restricted = source in RESTRICTED
 
-    async def run(self) -> None:
+    async def run(self, delay: float = 0.0) -> None:
+        """Watch until cancelled, the first round ``delay`` seconds from now."""
         try:
+            await asyncio.sleep(delay)
             while True:
                 pause = await self.turn()
                 await asyncio.sleep(pause)

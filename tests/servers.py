@@ -159,6 +159,7 @@ def launch_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         running.append(proc)
         server = Server(f"http://127.0.0.1:{port}", log_path, proc)
         wait_live(server.base, proc, log_path)
+        wait_workers_ready(log_path, workers)
         return server
 
     yield launch
@@ -177,6 +178,17 @@ def wait_live(base: str, proc: subprocess.Popen[bytes], log_path: Path, timeout:
                 return
         time.sleep(0.2)
     pytest.fail(f"bizfed serve not live within {timeout:.0f}s:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+def wait_workers_ready(log_path: Path, workers: int, timeout: float = START_TIMEOUT_S) -> None:
+    """Return once every worker has said it is ready: one answering /health/live may be the first of several,
+    and a stop signal that reaches a worker still starting is one Sanic's manager waits 30 s on."""
+    deadline = time.monotonic() + timeout
+    while log_path.read_text(errors="replace").count("Worker ready") < workers:
+        if time.monotonic() > deadline:
+            pytest.fail(f"not all {workers} workers ready within {timeout:.0f}s:\n"
+                        f"{log_path.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.1)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:

@@ -141,6 +141,18 @@
       outage.hidden = !text;
     }
     field(tile, "last_error", s.last_error ? `${s.last_error} (${ago(s.last_error_at)})` : "none");
+    field(tile, "changes", changes(s.changes));
+    field(tile, "last_change", s.changes ? ago(s.changes.last_change_at) : "–");
+  }
+
+  // How this source's changes reach the cache: "log · watching · lag 0.4 s".
+  function changes(c) {
+    if (!c) return "not shown";
+    if (c.state === "off" || c.state === "unwatched") return c.state === "off" ? "capture off" : "not watched";
+    const parts = [c.mode || "–", c.state];
+    if (c.lag_s !== null && c.lag_s !== undefined) parts.push(`lag ${c.lag_s < 10 ? c.lag_s.toFixed(1) : Math.round(c.lag_s)} s`);
+    if (c.state === "failing" && c.error) parts.push(c.error);
+    return parts.join(" · ");
   }
 
   // Ratios over the samples of the last 5 min (the server's history, then this page's); else the server's totals.

@@ -217,6 +217,30 @@ def test_accounting_tile_follows_the_proxy_without_reload(server: Server, browse
     page.close()
 
 
+def test_tiles_show_how_each_sources_changes_are_captured(server: Server, browser: Any) -> None:
+    """Each tile says the change mode, that it watches and the lag; a reader's Accounting tile shows no more
+    of Accounting's activity than up and breaker."""
+    finance = browser.new_page(viewport={"width": 1200, "height": 820})
+    finance.goto(f"{server.base}/dashboard?key={KEYS['finance']}")
+    for name in SOURCES:
+        finance.wait_for_function(
+            """(name) => /^(log|poll) · watching · lag \\d/.test(
+                 document.querySelector(`[data-tile="${name}"] [data-field="changes"]`).textContent)""",
+            arg=name, timeout=STATE_TIMEOUT_MS)
+    texts = {name: _tile(finance, name).locator('[data-field="changes"]').inner_text() for name in SOURCES}
+    assert texts["accounting"].startswith("poll · "), texts
+    finance.close()
+    reader = browser.new_page(viewport={"width": 1200, "height": 820})
+    reader.goto(f"{server.base}/dashboard?key={KEYS['reader']}")
+    _expect_state(reader, "accounting", "up")
+    reader.wait_for_function(
+        """() => document.querySelector('[data-tile="sales"] [data-field="changes"]')
+                 .textContent.includes("watching")""",
+        timeout=STATE_TIMEOUT_MS)
+    assert _tile(reader, "accounting").locator('[data-field="changes"]').inner_text() == "not shown"
+    reader.close()
+
+
 def test_dashboard_fits_a_phone_screen(server: Server, browser: Any) -> None:
     """At phone width the tiles stack without sideways scrolling and show their state as text."""
     page = browser.new_page(viewport={"width": 375, "height": 740}, device_scale_factor=2)

@@ -27,7 +27,7 @@ OPERATION_IDS = {
     ("get", "/v1/customers"): "listCustomers", ("get", "/v1/customers/{customer_id}"): "getCustomer",
     ("get", "/v1/invoices"): "listInvoices", ("get", "/v1/sold-items"): "listSoldItems",
     ("get", "/v1/locations"): "listLocations", ("get", "/v1/sources"): "getSources",
-    ("post", "/v1/cache/invalidate"): "invalidateCache",
+    ("post", "/v1/cache/invalidate"): "invalidateCache", ("get", "/v1/changes"): "listChanges",
     ("get", "/health/live"): "getLiveness", ("get", "/health/ready"): "getReadiness",
 }
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
@@ -206,4 +206,5 @@ def test_generated_client_calls_every_operation(server: Server, document: dict[s
     call("listSoldItems", limit=5)
     body = call.model("InvalidateCacheBody").from_dict({"tags": [sku]})
     assert call("invalidateCache", body=body).parsed.data.dropped >= 0
+    assert call("listChanges", limit=5).parsed.meta.partial is False
     assert call.called == {op["operationId"] for _, _, op in _operations(document)}

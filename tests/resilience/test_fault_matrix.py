@@ -105,7 +105,11 @@ def _setup(dependency: str, faults: Faults, redis_url: str, launch: Callable[...
     fresh_briefly = f"{TTL},0,3600"   # fresh for TTL, no stale-while-revalidate, stale-if-error for an hour
     server = launch(faults.env(REDIS_DB, BIZFED_LOCAL_CACHE_TTL="0", BIZFED_FRESHNESS_WAREHOUSE=fresh_briefly,
                                BIZFED_FRESHNESS_SALES=fresh_briefly, BIZFED_FRESHNESS_ACCOUNTING=fresh_briefly,
-                               BIZFED_RATE_LIMIT="100000000"),   # the limiter still asks Redis, never refuses
+                               BIZFED_RATE_LIMIT="100000000",   # the limiter still asks Redis, never refuses
+                               # The footprint counted here is the request path's: change capture's own
+                               # connections through these proxies, and its faults, are tests/changes/'s.
+                               BIZFED_CHANGES_WAREHOUSE="off", BIZFED_CHANGES_SALES="off",
+                               BIZFED_CHANGES_ACCOUNTING="off"),
                     name=f"fault-matrix-{dependency}")
     routes = _routes(invoiced_orders(server, ORDERS))
     for route, answer in zip(routes[0], ask_all(server, [r.path for r in routes[0]]), strict=True):

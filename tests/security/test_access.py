@@ -19,7 +19,7 @@ RULES = {
     "GET /v1/locations": "reader", "GET /v1/products": "reader", "GET /v1/products/<sku:str>": "reader",
     "GET /v1/customers": "reader", "GET /v1/customers/<customer_id:str>": "reader", "GET /v1/orders": "reader",
     "GET /v1/orders/<order_no:str>": "reader", "GET /v1/invoices": "finance", "GET /v1/sold-items": "reader",
-    "GET /v1/sources": "reader", "POST /v1/cache/invalidate": "admin",
+    "GET /v1/sources": "reader", "GET /v1/changes": "reader", "POST /v1/cache/invalidate": "admin",
     "GET /dashboard": "reader", "GET /dashboard/state": "reader", "GET /dashboard/history": "reader",
 }
 # Routes anyone may call: probes, metrics, the API description and static assets without data.

@@ -8,6 +8,7 @@ processes whose pids it recorded.  Run ``python -m deploy.local.stack up``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import hashlib
 import json
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -233,6 +235,33 @@ def _start_postgres(root: Path, state: State) -> None:
         exists = _psql(state, "postgres", f"SELECT 1 FROM pg_database WHERE datname='{db}'")
         if "1" not in exists:
             _psql(state, "postgres", f"CREATE DATABASE {db}")
+
+
+@contextlib.contextmanager
+def throwaway_postgres(*settings: str) -> Iterator[str]:
+    """A PostgreSQL cluster of its own under the stack's folder, started with ``settings`` (``name=value``) on a
+    free loopback port, for tests that need a server configured unlike the stack's; removed afterwards."""
+    user = "postgres" if _is_root() else pwd.getpwuid(os.getuid()).pw_name
+    scratch = stack_dir() / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    name = f"pg-{os.getpid()}-{time.monotonic_ns()}"
+    data = _service_home(scratch, name, user)
+    _ensure_owned(data, user)
+    _run([_pg_bin("initdb") or "initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+          "--locale=C.UTF-8"], user=user)
+    port = _free_port()
+    opts = " ".join([f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+                     *(f"-c {setting}" for setting in settings)])
+    _run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-o", opts, "-w",
+          "-t", "60", "start"], user=user)
+    try:
+        yield f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    finally:
+        _run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"], user=user,
+             check=False)
+        shutil.rmtree(data, ignore_errors=True)
+        if (scratch / name).is_symlink():
+            (scratch / name).unlink()
 
 
 def _psql(state: State, db: str, sql: str) -> str:

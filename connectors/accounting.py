@@ -294,7 +294,7 @@ class AccountingConnector:
             cur.execute("SELECT 1")
             cur.fetchall()
 
-        await self._call(work)
+        await self.call(work)
 
     def pool_state(self) -> dict[str, int]:
         with self._lock:
@@ -323,7 +323,7 @@ class AccountingConnector:
                 cur.execute(sql, *params)
                 return list(cur.fetchmany(n))
 
-            return await self._call(work)
+            return await self.call(work)
 
         return await keyset_page(fetch, lambda row: str(row[0]), _InvoiceReader(day).read, after, limit)
 
@@ -448,9 +448,10 @@ class AccountingConnector:
                 rows.extend(cur.fetchall())
             return rows
 
-        return await self._call(work)
+        return await self.call(work)
 
-    async def _call(self, work: Work[T]) -> T:
+    async def call(self, work: Work[T]) -> T:
+        """``work(cursor)`` on a worker thread, bounded as every query of the connector (the change feed's too)."""
         workers, slots, canceller = self._workers, self._slots, self._canceller
         if workers is None or slots is None or canceller is None:
             raise SourceUnavailable(SOURCE, "connector is not open")

@@ -76,7 +76,7 @@ class AccountingPoll:
         await self._connector.open()
         started = time.monotonic()
         # Each statement is bounded by the connector; a full load takes what the tables' size needs.
-        dbms = await self._connector._call(lambda cur: str(cur.connection.getinfo(pyodbc.SQL_DBMS_NAME)))
+        dbms = await self._connector.call(lambda cur: str(cur.connection.getinfo(pyodbc.SQL_DBMS_NAME)))
         differ = Differ(TABLES, self._dialect(dbms), self._fetch, max_changes=self._max_changes)
         await differ.load()
         self._differ = differ
@@ -121,7 +121,7 @@ class AccountingPoll:
             return list(cur.fetchall())
 
         self.queries += 1
-        return await self._connector._call(work)
+        return await self._connector.call(work)
 
     def _changes(self, differ: Differ, deltas: Sequence[RowDelta]) -> list[Change]:
         out = []

@@ -238,7 +238,7 @@ async def test_abandoned_statement_is_cancelled_on_the_server(empty_legacy: Lega
     heavy = ("SELECT COUNT(*) FROM information_schema.columns a, information_schema.columns b, "
              "information_schema.columns c")
     with pytest.raises(SourceTimeout):
-        await connector._call(lambda cur: cur.execute(heavy).fetchall())
+        await connector.call(lambda cur: cur.execute(heavy).fetchall())
     database = odbc_value(empty_legacy.accounting_odbc, "DATABASE")
     deadline = time.monotonic() + 10 * 1.0   # ten query timeouts for the server to end the statement
     with pyodbc.connect(empty_legacy.accounting_odbc, autocommit=True, timeout=5) as conn:

@@ -58,11 +58,11 @@ async def _my_slow(c: Any) -> Any:
 
 
 async def _acct_hold(c: Any, s: float) -> Any:
-    return await c._call(lambda cur: cur.execute("SELECT SLEEP(?)", s).fetchall())
+    return await c.call(lambda cur: cur.execute("SELECT SLEEP(?)", s).fetchall())
 
 
 async def _acct_slow(c: Any) -> Any:
-    return await c._call(lambda cur: cur.execute(HEAVY_MARIADB).fetchall())
+    return await c.call(lambda cur: cur.execute(HEAVY_MARIADB).fetchall())
 
 
 def _kill_pg_sessions(dsn: str) -> Callable[[], None]:

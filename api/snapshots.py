@@ -4,8 +4,9 @@ A read whose every part came fresh from the cache is answered again, for the sam
 path and query, without running the federation: on the cached product page that fan-out
 over five cached source answers was a quarter of the request's CPU. A snapshot is kept in the
 cache's first level and lives until the first of: its ttl, the moment one of its parts would
-stop being fresh, and the next invalidation that clears that level (here, or in another worker
-or replica through pub/sub). Replayed answers say what they are: every source a cache hit, ages grown.
+stop being fresh, and the next invalidation of one of its parts' tags (here, or in another worker
+or replica through pub/sub; an invalidation by source or key clears the whole level).
+Replayed answers say what they are: every source a cache hit, ages grown.
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ class Snapshot:
 
 
 class FirstLevel(Protocol):
-    """The process's in-memory first level (``cache/local.py``), which every invalidation clears."""
+    """The process's in-memory first level (``cache/local.py``), from which invalidations drop by tag."""
 
     def get(self, name: str) -> Any | None: ...
 
-    def put(self, name: str, value: Any, *, size: int, ttl: float | None = None) -> None: ...
+    def put(self, name: str, value: Any, *, size: int, ttl: float | None = None,
+            tags: tuple[str, ...] = ()) -> None: ...
 
 
 class Snapshots:
@@ -90,7 +92,9 @@ class Snapshots:
         if fresh_for <= 0:
             return False
         snapshot = Snapshot(resource, etag, tuple(parts), tuple(ctx.redacted), self._clock())
-        self._store.put(_PREFIX + key, snapshot, size=len(resource), ttl=fresh_for)
+        # Untagged (a part without tags): dropped by any invalidation; else by one of its parts' tags.
+        tags = tuple(sorted(ctx.tags)) if ctx.tags else ()
+        self._store.put(_PREFIX + key, snapshot, size=len(resource), ttl=fresh_for, tags=tags)
         return True
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import orjson
 import redis
 from redis.asyncio import Redis
 
@@ -118,7 +119,7 @@ class RedisCache:
             except _RedisDown:
                 return await self._bypass(source, key, fresh, load)
             if entry is not None and self._local is not None:
-                self._local.put(name, entry, size=entry.size)
+                self._local.put(name, entry, size=entry.size, tags=tags)
         if entry is not None:
             age = entry.age(self._clock())
             phase = fresh.phase(age)
@@ -135,8 +136,9 @@ class RedisCache:
 
     async def invalidate_tags(self, tags: Iterable[str]) -> int:
         """Drop every entry stored under any of ``tags``; the number of entries dropped."""
-        dropped = await self._admin(self._store.drop_tags(tuple(dict.fromkeys(tags))))
-        await self._forget_everywhere()
+        unique = tuple(dict.fromkeys(tags))
+        dropped = await self._admin(self._store.drop_tags(unique))
+        await self._forget_everywhere(unique)
         return dropped
 
     async def invalidate_key(self, source: str, key: str) -> int:
@@ -152,15 +154,17 @@ class RedisCache:
         await self._forget_everywhere()
         return dropped
 
-    async def _forget_everywhere(self) -> None:
-        """Clear the first level here and, through pub/sub, in every other worker and replica.
+    async def _forget_everywhere(self, tags: tuple[str, ...] | None = None) -> None:
+        """Drop from the first level, here and through pub/sub in every other worker and replica, what was
+        put under ``tags`` (and anything put without tags); with no tags given, all of it.
 
         ``CacheUnavailable`` when the others could not be told: until they are, they may serve what
         was dropped, so the invalidation is not done.
         """
         if self._local is not None:
-            self._local.clear()
-        await self._admin(self._redis_client.publish(self._keys.invalidations, b"clear"))
+            _forget(self._local, tags)
+        message = b"clear" if tags is None else orjson.dumps(tags)
+        await self._admin(self._redis_client.publish(self._keys.invalidations, message))
 
     async def follow_invalidations(self) -> None:
         """Clear the first level whenever any process invalidates; run as a background task."""
@@ -175,7 +179,7 @@ class RedisCache:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        self._local.clear()
+                        _forget(self._local, _told(message.get("data")))
             except REDIS_FAILURES:
                 self._local.clear()
                 await asyncio.sleep(1.0)
@@ -301,7 +305,8 @@ class RedisCache:
         except _RedisDown:
             return False
         if stored and self._local is not None:
-            self._local.put(self._keys.entry(source, key), Entry(value, stored_at, len(payload)), size=len(payload))
+            self._local.put(self._keys.entry(source, key), Entry(value, stored_at, len(payload)), size=len(payload),
+                            tags=tags)
         if not stored:
             self.counters.overtaken += 1
         return True
@@ -391,3 +396,23 @@ def _redis_fault(exc: BaseException) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def _forget(local: LocalCache, tags: tuple[str, ...] | None) -> None:
+    if tags is None:
+        local.clear()
+    else:
+        local.drop_tags(tags)
+
+
+def _told(data: Any) -> tuple[str, ...] | None:
+    """The tags an invalidation message names; None (clear everything) for ``clear`` or anything unexpected."""
+    if not isinstance(data, bytes | str) or data in (b"clear", "clear"):
+        return None
+    try:
+        tags = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return None
+    return tuple(tags)

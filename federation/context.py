@@ -38,6 +38,9 @@ class RequestContext:
     deadline: float                         # time.monotonic() by which the answer is due
     sources: dict[str, SourceReport] = field(default_factory=dict)
     redacted: list[str] = field(default_factory=list)
+    # The tags of the cached parts the answer is made of; None once a part without tags is used, since
+    # any invalidation may then concern it.
+    tags: set[str] | None = field(default_factory=set)
 
     @classmethod
     def start(cls, role: str, budget: float) -> RequestContext:
@@ -57,6 +60,12 @@ class RequestContext:
     def record(self, source: str, report: SourceReport) -> None:
         previous = self.sources.get(source)
         self.sources[source] = previous.merged(report) if previous else report
+
+    def depends_on(self, tags: tuple[str, ...]) -> None:
+        if not tags:
+            self.tags = None
+        elif self.tags is not None:
+            self.tags.update(tags)
 
     def redact(self, *fields: str) -> None:
         for name in fields:

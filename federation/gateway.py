@@ -70,6 +70,7 @@ class Gateway:
                 raise
             ctx.record(source, SourceReport("ok", "none"))
             return value
+        ctx.depends_on(tags)
         try:
             cached = await self.cache.fetch(source, cache_key(op, args), tags, load)
         except SourceFailed as exc:

@@ -76,3 +76,45 @@ def test_local_entries_expire_and_stay_bounded():
     local.put("short", "x", size=1, ttl=0.2)
     now[0] = 1.8
     assert local.get("short") is None
+
+
+async def test_an_invalidation_by_tag_keeps_the_other_hot_entries_in_every_process(make_cache: MakeCache, redis):
+    """Dropping one tag drops, here and in another process, only what was put under it: the rest of the first
+    level keeps answering."""
+    first, second = make_cache(local=LocalCache(60.0)), make_cache(local=LocalCache(60.0))
+    follower = asyncio.create_task(second.follow_invalidations())
+    try:
+        await asyncio.sleep(0.2)
+        for cache in (first, second):
+            await cache.fetch("sales", "changed", ("order:SO-1",), Loader("old"))
+            await cache.fetch("sales", "other", ("order:SO-2",), Loader("kept"))
+        await first.invalidate_tags(["order:SO-1"])
+        await asyncio.sleep(0.3)
+        gets = (await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0)
+        for cache in (first, second):
+            other = await cache.fetch("sales", "other", ("order:SO-2",), Loader("unused"))
+            assert other.value == "kept"
+            assert other.state == "hit"
+        assert (await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0) == gets   # from memory
+        for cache in (first, second):
+            assert (await cache.fetch("sales", "changed", ("order:SO-1",), Loader("new"))).value == "new"
+    finally:
+        follower.cancel()
+
+
+def test_dropping_tags_forgets_them_and_keeps_the_byte_count() -> None:
+    local = LocalCache(ttl=60.0)
+    local.put("a", 1, size=10, tags=("sku:A", "list:warehouse"))
+    local.put("b", 2, size=10, tags=("sku:B",))
+    local.put("c", 3, size=10)
+    local.drop_tags(["list:warehouse"])
+    assert local.get("a") is None
+    assert local.get("c") is None   # no tags: any invalidation may concern it
+    assert local.get("b") == 2
+    local.put("a", 4, size=5, tags=("sku:A",))
+    local.drop_tags(["sku:B"])
+    assert local.get("a") == 4
+    assert len(local) == 1
+    local.clear()
+    local.drop_tags(["sku:A"])
+    assert len(local) == 0

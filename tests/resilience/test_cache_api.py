@@ -103,7 +103,8 @@ def test_an_invalidation_reaches_another_process_snapshots_within_a_second(
     through the other within about a second (pub/sub clears its first level and snapshots)."""
     env = {**Upstreams(seeded, redis_url).env(redis_db=8), "BIZFED_FRESHNESS_WAREHOUSE": "600,0,600",
            "BIZFED_FRESHNESS_SALES": "600,0,600", "BIZFED_LOCAL_CACHE_TTL": "60",
-           "BIZFED_WATCH_INTERVAL": "3600"}   # no watcher: only the admin's invalidation can explain a change
+           # no change capture: only the admin's invalidation can explain a change
+           "BIZFED_CHANGES_WAREHOUSE": "off", "BIZFED_CHANGES_SALES": "off", "BIZFED_CHANGES_ACCOUNTING": "off"}
     first, second = launch(env, name="snapshots-a"), launch(env, name="snapshots-b")
     sku = _stocked_sku(first)
     path = f"/v1/products/{sku}"

@@ -77,14 +77,28 @@ def test_a_snapshot_lives_until_ttl_or_until_a_part_turns_stale() -> None:
     assert len(first_level) == 0
 
 
-def test_an_invalidation_drops_every_snapshot_at_once() -> None:
+def test_a_clear_drops_every_snapshot_at_once() -> None:
     store, _, first_level = _store(ttl=60.0)
     for key in ("k", "j"):
         store.offer(key, b"{}", 'W/"a"', _ctx(warehouse=SourceReport("ok", "hit", 0.0, None, 600.0)))
     assert store.replay("k", RequestContext.start("reader", 5.0)) is not None
-    first_level.clear()   # what every invalidation does, here or from another process through pub/sub
+    first_level.clear()   # what an invalidation by source or key does, here or from another process
     assert store.replay("k", RequestContext.start("reader", 5.0)) is None
     assert store.replay("j", RequestContext.start("reader", 5.0)) is None
+
+
+def test_an_invalidation_by_tag_drops_the_snapshots_made_of_those_parts_only() -> None:
+    store, _, first_level = _store(ttl=60.0)
+    fresh = SourceReport("ok", "hit", 0.0, None, 600.0)
+    made_of = {"order": ("order:SO-1",), "product": ("sku:WH-000001", "list:warehouse"), "untagged": ()}
+    for key, tags in made_of.items():
+        ctx = _ctx(warehouse=fresh)
+        ctx.depends_on(tags)
+        assert store.offer(key, b"{}", 'W/"a"', ctx)
+    first_level.drop_tags(["sku:WH-000001"])
+    assert store.replay("product", RequestContext.start("reader", 5.0)) is None
+    assert store.replay("untagged", RequestContext.start("reader", 5.0)) is None   # a part without tags
+    assert store.replay("order", RequestContext.start("reader", 5.0)) is not None
 
 
 def test_memory_is_bounded_oldest_first() -> None:

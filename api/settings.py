@@ -66,7 +66,8 @@ class Settings:
     retry_attempts: int = 2
     cache_enabled: bool = True
     freshness: Mapping[str, Freshness] = field(default_factory=lambda: dict(DEFAULT_FRESHNESS))
-    watch_interval: float = 1.0
+    watch_interval: float = 1.0     # seconds between change-capture rounds that poll a source
+    log_interval: float = 0.2       # ... and between rounds that read a source's log
     local_cache_ttl: float = 1.0    # seconds a hot entry is served from process memory; 0 turns it off
     rate_limit: int = DEFAULT_RATE_LIMIT   # requests per key per window; 0 turns limiting off
     rate_window: float = 60.0
@@ -218,6 +219,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_attempts=int(_number(env, "BIZFED_RETRY_ATTEMPTS", 2, minimum=1)),
         cache_enabled=env.get("BIZFED_CACHE", "on").lower() not in ("off", "0", "false", "no"),
         watch_interval=_number(env, "BIZFED_WATCH_INTERVAL", 1.0, minimum=0.05),
+        log_interval=_number(env, "BIZFED_LOG_INTERVAL", 0.2, minimum=0.02),
         freshness=_freshness(env),
         local_cache_ttl=_number(env, "BIZFED_LOCAL_CACHE_TTL", 1.0),
         rate_limit=int(_number(env, "BIZFED_RATE_LIMIT", DEFAULT_RATE_LIMIT)),

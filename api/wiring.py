@@ -165,7 +165,8 @@ def _capture(settings: Settings, life: Lifecycle, cache: RedisCache | None, boar
             continue
         policy = policies[name]
         watcher = Watcher(name, feeds, cache if cache is not None else NothingCached(),
-                          interval=settings.watch_interval, owner=owner, board=board, sink=stream, observer=observer,
+                          interval=settings.watch_interval, log_interval=settings.log_interval, owner=owner,
+                          board=board, sink=stream, observer=observer,
                           breaker_open=lambda p=policy: p.breaker_state == "open")  # type: ignore[misc]
         life.loops[f"changes-{name}"] = functools.partial(watcher.run, CAPTURE_DELAY)
     # XREAD BLOCK holds its connection for the block time: a client of its own, with a timeout to match.

@@ -32,7 +32,7 @@ LIST_PATHS = {
     "sales": ("/v1/orders", "/v1/customers", "/v1/products", "/v1/sold-items"),
     "accounting": ("/v1/invoices", "/v1/customers", "/v1/products"),
 }
-SLOW_FACTOR = 4.0     # a round that took t seconds waits at least SLOW_FACTOR × t before the next
+SLOW_FACTOR = 1.0     # a round that took t seconds waits at least SLOW_FACTOR × t: reading half the time at most
 MAX_BACKOFF = 30.0    # seconds between attempts at a source that keeps failing
 ROUND_LIMIT = 30.0    # a round the feed failed to bound itself is abandoned after this long
 LEASE_ROUNDS = 5      # a lease outlives this many intervals, so a busy leader keeps it
@@ -101,14 +101,16 @@ class Watcher:
     """Keeps one source's cached answers in step with what it commits, until cancelled."""
 
     def __init__(self, source: str, feeds: Sequence[FeedFactory], cache: Invalidator, *, interval: float,
-                 owner: str, board: CaptureBoard | None = None, sink: EventSink | None = None,
-                 observer: CaptureObserver | None = None, breaker_open: Callable[[], bool] = lambda: False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 owner: str, log_interval: float | None = None, board: CaptureBoard | None = None,
+                 sink: EventSink | None = None, observer: CaptureObserver | None = None,
+                 breaker_open: Callable[[], bool] = lambda: False, clock: Callable[[], float] = time.time) -> None:
         self.source = source
         self.status = FeedStatus(source)
         self._factories = feeds
         self._cache = cache
         self._interval = interval
+        # A log is read from where the last round stopped, so asking often costs little: a shorter pace.
+        self._log_interval = min(interval, log_interval) if log_interval is not None else interval
         self._owner = owner
         self._board = board
         self._sink = sink
@@ -164,7 +166,8 @@ class Watcher:
             await self._report()
         took = self._clock() - started
         self._failures = 0
-        return max(self._interval - took, SLOW_FACTOR * took, 0.0)
+        pace = self._log_interval if self.status.mode == "log" else self._interval
+        return max(pace - took, SLOW_FACTOR * took, 0.0)
 
     def snapshot(self) -> dict[str, Any]:
         """The status as ``/v1/sources`` shows it; lag is how far behind the source the cache may be now."""

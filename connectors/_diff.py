@@ -27,6 +27,9 @@ from typing import Any, Literal, Protocol
 
 Rows = Sequence[Sequence[Any]]
 Fetch = Callable[[str, Sequence[Any]], Awaitable[Rows]]
+Statement = tuple[str, Sequence[Any]]
+# Several statements run in turn, their rows in order: one trip to a driver's worker thread for them all.
+FetchMany = Callable[[Sequence[Statement]], Awaitable[list[Rows]]]
 Kind = Literal["int", "text", "decimal", "time"]
 Key = Any   # the key's value, or a tuple of them for a composite key (a scalar saves a tuple per row)
 Held = tuple[Any, ...]   # (fingerprint, *ref values)
@@ -298,10 +301,12 @@ class Differ:
     """The held state of ``specs``' tables and the rounds that diff the database against it."""
 
     def __init__(self, specs: Sequence[TableSpec], dialect: Dialect, fetch: Fetch, *,
-                 max_changes: int = MAX_CHANGES, load_chunk: int = LOAD_CHUNK) -> None:
+                 fetch_many: FetchMany | None = None, max_changes: int = MAX_CHANGES,
+                 load_chunk: int = LOAD_CHUNK) -> None:
         self.specs = tuple(specs)
         self.dialect = dialect
         self._fetch = fetch
+        self._fetch_many = fetch_many or self._one_by_one
         self._max_changes = max_changes
         self._load_chunk = load_chunk
         self._tables: dict[str, _Table] = {}
@@ -354,53 +359,53 @@ class Differ:
 
     async def diff(self) -> Pending:
         """What changed since the held state: one bucket query per table, one narrowing query per table
-        with changed buckets. A table with more than ``max_changes`` changed rows is read again in full
-        and the result is incomplete."""
+        with changed buckets (each set sent at once through ``fetch_many``). A table with more than
+        ``max_changes`` changed rows is read again in full and the result is incomplete."""
+        tables = [self._tables[spec.name] for spec in self.specs]
+        sums = await self._fetch_many([(self._sums_sql(t), ()) for t in tables])
+        changed = {t.spec.name: c for t, rows in zip(tables, sums, strict=True) if (c := _changed(t, rows))}
+        narrowing = [(t, self._narrow_sql(t, chunk)) for t in tables if t.spec.name in changed
+                     for chunk in _chunks(changed[t.spec.name])]
+        found_rows = await self._fetch_many([(sql, ()) for _, sql in narrowing]) if narrowing else []
+        fresh_by: dict[str, dict[int, dict[Key, Held]]] = {name: {b: {} for b in c} for name, c in changed.items()}
+        for (table, _), rows in zip(narrowing, found_rows, strict=True):
+            _hold(table.spec, rows, fresh_by[table.spec.name])
         deltas: list[RowDelta] = []
         replaced: dict[str, dict[int, dict[Key, Held]]] = {}
         reloaded: dict[str, _Table] = {}
-        changed_buckets = rows_read = 0
-        for spec in self.specs:
-            table = self._tables[spec.name]
-            changed = await self._changed_buckets(table)
-            if not changed:
+        for table in tables:
+            fresh = fresh_by.get(table.spec.name)
+            if fresh is None:
                 continue
-            changed_buckets += len(changed)
-            fresh = await self._narrow(table, changed)
-            rows_read += sum(len(r) for r in fresh.values())
             found = _row_deltas(table, fresh)
             if len(found) > self._max_changes:
-                reloaded[spec.name] = await self._load(spec)
+                reloaded[table.spec.name] = await self._load(table.spec)
                 continue
             deltas.extend(found)
-            replaced[spec.name] = fresh
-        self.last_changed_buckets, self.last_rows_read = changed_buckets, rows_read
+            replaced[table.spec.name] = fresh
+        self.last_changed_buckets = sum(len(c) for c in changed.values())
+        self.last_rows_read = sum(len(rows) for rows in found_rows)
         bases = {name: self._tables[name] for name in replaced}
         return Pending(tuple(deltas), not reloaded, replaced, reloaded, bases)
 
-    async def _changed_buckets(self, table: _Table) -> list[int]:
+    async def _one_by_one(self, statements: Sequence[Statement]) -> list[Rows]:
+        return [await self._fetch(sql, values) for sql, values in statements]
+
+    def _sums_sql(self, table: _Table) -> str:
         spec = table.spec
-        sql = (f"SELECT B, COUNT(*), SUM(F) FROM (SELECT {self.dialect.bucket(spec, table.buckets)} AS B, "
-               f"{self.dialect.fingerprint(spec)} AS F FROM {spec.name} T) D GROUP BY B")
-        seen = {int(b): (int(n), int(f or 0)) for b, n, f in await self._fetch(sql, ())}
-        changed = [b for b, sums in seen.items() if table.sums.get(b) != sums]
-        changed += [b for b in table.sums if b not in seen]
-        return sorted(changed)
+        return (f"SELECT B, COUNT(*), SUM(F) FROM (SELECT {self.dialect.bucket(spec, table.buckets)} AS B, "
+                f"{self.dialect.fingerprint(spec)} AS F FROM {spec.name} T) D GROUP BY B")
+
+    def _narrow_sql(self, table: _Table, buckets: Sequence[int]) -> str:
+        """The rows now in ``buckets`` (bucket numbers are our own integers, written inline)."""
+        chunk = ", ".join(str(int(b)) for b in buckets)
+        bucket = self.dialect.bucket(table.spec, table.buckets)
+        return f"{self._select(table.spec, table.buckets)} WHERE {bucket} IN ({chunk})"
 
     def _select(self, spec: TableSpec, buckets: int) -> str:
         cols = [self.dialect.bucket(spec, buckets), self.dialect.fingerprint(spec), *(f"T.{c.name}" for c in spec.key),
                 *(spec.ref_expr(r) for r in spec.refs)]
         return f"SELECT {', '.join(cols)} FROM {spec.name} T {spec.join}".rstrip()
-
-    async def _narrow(self, table: _Table, changed: Sequence[int]) -> dict[int, dict[Key, Held]]:
-        """The rows now in ``changed`` buckets (bucket numbers are our own integers, written inline)."""
-        fresh: dict[int, dict[Key, Held]] = {b: {} for b in changed}
-        bucket = self.dialect.bucket(table.spec, table.buckets)
-        for start in range(0, len(changed), 500):
-            chunk = ", ".join(str(int(b)) for b in changed[start:start + 500])
-            sql = f"{self._select(table.spec, table.buckets)} WHERE {bucket} IN ({chunk})"
-            _hold(table.spec, await self._fetch(sql, ()), fresh)
-        return fresh
 
     async def _load(self, spec: TableSpec) -> _Table:
         (count,), = await self._fetch(f"SELECT COUNT(*) FROM {spec.name}", ())
@@ -481,6 +486,18 @@ def _row_deltas(table: _Table, fresh: Mapping[int, Mapping[Key, Held]]) -> list[
                 out.append(RowDelta(name, key, Differ._refs(spec, old), Differ._refs(spec, row)))
         out.extend(RowDelta(name, key, Differ._refs(spec, old), None) for key, old in was.items() if key not in now)
     return out
+
+
+def _changed(table: _Table, sums: Rows) -> list[int]:
+    """The buckets whose count or sum differ from what ``table`` holds, or that are gone."""
+    seen = {int(b): (int(n), int(f or 0)) for b, n, f in sums}
+    changed = [b for b, got in seen.items() if table.sums.get(b) != got]
+    changed += [b for b in table.sums if b not in seen]
+    return sorted(changed)
+
+
+def _chunks(buckets: Sequence[int], size: int = 500) -> list[Sequence[int]]:
+    return [buckets[i:i + size] for i in range(0, len(buckets), size)]
 
 
 def feed_details(rounds: int, queries: int, round_s: float | None, differ: Differ | None) -> dict[str, object]:

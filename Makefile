@@ -8,7 +8,7 @@ SEED   ?= 42
 PORT   ?= 8000
 ENV    := set -a; . ./.stack/env; set +a;
 
-.PHONY: venv demo test test-fast test-faults lint stack-up stack-down seed bench bench-scale bench-connectors bench-cold clean docs fuzz replicas office
+.PHONY: venv demo test test-fast test-faults lint stack-up stack-down seed bench bench-scale bench-connectors bench-cold bench-changes clean docs fuzz replicas office
 
 $(STAMP): pyproject.toml
 	@bash deploy/local/bootstrap.sh $(PYTHON) $(VENV)
@@ -77,6 +77,11 @@ bench-connectors: stack-up
 # Cold reads (cache off) against a hand-written app on the same drivers, with a py-spy profile (issue 18).
 bench-cold: stack-up
 	@$(ENV) $(BIN)/python -m bench.cold
+
+# Change capture under read load: commit-to-visible lag per source and mode, hit ratio, watcher queries (issue 19).
+bench-changes: stack-up
+	@$(ENV) $(BIN)/python -m bench.changes
+	@$(ENV) $(BIN)/python -m bench.polling_cost --scale 100
 
 # Three replicas behind nginx on one Redis: shared cache and breaker, a SIGKILL under wrk, a SIGTERM.
 replicas: stack-up

@@ -61,7 +61,7 @@ MAX_IDLE = 300.0   # seconds a held connection may sit idle before it is remade:
 _CAN_SKIP_AUTOCOMMIT_ROLLBACK = "skip_autocommit_rollback" in inspect.signature(DefaultDialect.__init__).parameters
 
 
-# The statements, written for MariaDB as the schema in deploy/legacy/sales.sql has it. They are plain
+# The statements, written for MariaDB as the Sales schema has it. They are plain
 # text with the driver's %s marks, sent as they are: building and compiling SQLAlchemy expressions on
 # every call cost more than the queries themselves.
 _CUSTOMER = "SELECT id, name, email, country, created_at, acct_no FROM customers"

@@ -500,10 +500,23 @@ def _chunks(buckets: Sequence[int], size: int = 500) -> list[Sequence[int]]:
     return [buckets[i:i + size] for i in range(0, len(buckets), size)]
 
 
-def feed_details(rounds: int, queries: int, round_s: float | None, differ: Differ | None) -> dict[str, object]:
-    """What a polling feed tells ``/v1/sources``: rounds, statements, the last round's time, the differ's state."""
-    out: dict[str, object] = {"rounds": rounds, "queries": queries,
-                              "round_s": None if round_s is None else round(round_s, 4)}
-    if differ is not None:
-        out.update(differ.details())
-    return out
+class PollingFeed:
+    """What both polling feeds share: their mode, counters and what they tell ``/v1/sources``."""
+
+    def __init__(self) -> None:
+        self._differ: Differ | None = None
+        self.queries = 0
+        self.rounds = 0
+        self.round_s: float | None = None
+
+    @property
+    def mode(self) -> Literal["poll"]:
+        return "poll"
+
+    def details(self) -> dict[str, object]:
+        """Rounds, statements, the last round's time and the differ's state."""
+        out: dict[str, object] = {"rounds": self.rounds, "queries": self.queries,
+                                  "round_s": None if self.round_s is None else round(self.round_s, 4)}
+        if self._differ is not None:
+            out.update(self._differ.details())
+        return out

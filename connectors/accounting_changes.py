@@ -21,15 +21,15 @@ from connectors._diff import (
     Differ,
     MysqlDialect,
     Pending,
+    PollingFeed,
     RowDelta,
     TableSpec,
-    feed_details,
     num,
     odbc_dialect,
     text,
 )
 from connectors.accounting import SOCKET_MARGIN, SOURCE, AccountingConnector
-from federation.changes import Batch, Change, Mode, Ref, account_refs, order_refs, sku_refs
+from federation.changes import Batch, Change, Ref, account_refs, order_refs, sku_refs
 from federation.errors import SourceTimeout
 
 TABLES = (
@@ -47,30 +47,20 @@ TABLES = (
 )
 
 
-class AccountingPoll:
+class AccountingPoll(PollingFeed):
     """The ``ChangeFeed`` of Accounting, by polling: one bucket query per table per quiet round."""
 
     source = SOURCE
 
     def __init__(self, odbc: str, *, timeout: float = 2.0, login_timeout: float = 2.0,
                  max_changes: int = MAX_CHANGES, fingerprint: Literal["portable", "native"] = "portable") -> None:
+        super().__init__()
         self._connector = AccountingConnector(odbc, max_workers=1, login_timeout=login_timeout, query_timeout=timeout)
         self._round_limit = login_timeout + timeout + SOCKET_MARGIN
         self._max_changes = max_changes
         # "native": CRC32 where the engine is MariaDB/MySQL (about 7x less database CPU a row, measured),
         # the portable ODBC arithmetic elsewhere.
         self._fingerprint = fingerprint
-        self._differ: Differ | None = None
-        self.queries = 0
-        self.rounds = 0
-        self.round_s: float | None = None
-
-    @property
-    def mode(self) -> Mode:
-        return "poll"
-
-    def details(self) -> dict[str, object]:
-        return feed_details(self.rounds, self.queries, self.round_s, self._differ)
 
     async def start(self) -> None:
         await self._connector.open()

@@ -25,8 +25,8 @@ from connectors._diff import (
     Differ,
     MysqlDialect,
     Pending,
+    PollingFeed,
     TableSpec,
-    feed_details,
     num,
     sqlite_dialect,
     text,
@@ -34,7 +34,7 @@ from connectors._diff import (
 from connectors._held import HeldConnections
 from connectors._sales_errors import SOURCE, driver_errors, keeps_connection
 from connectors.sales_refs import RowChange, SalesRefs
-from federation.changes import Batch, Mode
+from federation.changes import Batch
 from federation.errors import SourceTimeout, SourceUnavailable
 
 ROUND_MARGIN = 1.0   # seconds a round may take beyond its statement timeout before it is given up on
@@ -66,7 +66,7 @@ TABLES = (
 )
 
 
-class SalesPoll:
+class SalesPoll(PollingFeed):
     """The ``ChangeFeed`` of Sales, by polling: one bucket query per table per quiet round."""
 
     source = SOURCE
@@ -83,20 +83,10 @@ class SalesPoll:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_changes = max_changes
+        super().__init__()
         self._engine: AsyncEngine | None = None
         self._held: HeldConnections | None = None
-        self._differ: Differ | None = None
         self._refs_mark = "%s"
-        self.queries = 0
-        self.rounds = 0
-        self.round_s: float | None = None
-
-    @property
-    def mode(self) -> Mode:
-        return "poll"
-
-    def details(self) -> dict[str, object]:
-        return feed_details(self.rounds, self.queries, self.round_s, self._differ)
 
     async def start(self) -> None:
         self._open()

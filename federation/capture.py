@@ -33,7 +33,9 @@ LIST_PATHS = {
     "accounting": ("/v1/invoices", "/v1/customers", "/v1/products"),
 }
 SLOW_FACTOR = 1.0     # a round that took t seconds waits at least SLOW_FACTOR × t: reading half the time at most
-MAX_BACKOFF = 30.0    # seconds between attempts at a source that keeps failing
+# Seconds between attempts at a source that keeps failing: short, since the changes it commits meanwhile
+# wait for the next attempt; the breaker check spares a source that is down the calls in between.
+MAX_BACKOFF = 5.0
 ROUND_LIMIT = 30.0    # a round the feed failed to bound itself is abandoned after this long
 LEASE_ROUNDS = 5      # a lease outlives this many intervals, so a busy leader keeps it
 

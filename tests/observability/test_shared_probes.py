@@ -38,8 +38,9 @@ def _proxies(upstreams: Upstreams, proxy_factory: Callable[[int], FaultProxy]) -
 
 @pytest.fixture(name="server", scope="module")
 def _server(serve: Serve, proxies: dict[str, FaultProxy]) -> Server:
-    # The change watcher polls the Warehouse every second by default; quiet, every statement there is a ping.
-    settings = {"BIZFED_WATCH_INTERVAL": "3600", "BIZFED_SOURCE_TIMEOUT": str(SOURCE_TIMEOUT_S),
+    # Change capture's statements would be counted with the pings: it is off here.
+    settings = {"BIZFED_CHANGES_WAREHOUSE": "off", "BIZFED_CHANGES_SALES": "off", "BIZFED_CHANGES_ACCOUNTING": "off",
+                "BIZFED_SOURCE_TIMEOUT": str(SOURCE_TIMEOUT_S),
                 "BIZFED_CONNECT_TIMEOUT": str(SOURCE_TIMEOUT_S), "BIZFED_REQUEST_DEADLINE": str(2 * SOURCE_TIMEOUT_S)}
     return serve("shared-probes", settings, redis_db=REDIS_DB,
                  **{name: proxy.port for name, proxy in proxies.items()})

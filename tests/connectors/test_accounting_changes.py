@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import pyodbc
 import pytest
@@ -19,6 +18,7 @@ from deploy.local.addresses import odbc_port, odbc_with_port
 from deploy.local.faultproxy import FaultProxy
 from federation.changes import Batch, Ref
 from federation.errors import ConnectorError, SourceTimeout
+from tests.connectors.feeds import one, refs, settled
 
 TIMEOUT = 1.0
 
@@ -43,21 +43,8 @@ async def _feed(seeded: LegacyTargets) -> AsyncIterator[AccountingPoll]:
         await feed.close()
 
 
-def one(db: pyodbc.Connection, sql: str, *values: Any) -> Any:
-    row = db.execute(sql, *values).fetchone()
-    assert row is not None
-    return row
 
 
-async def settled(feed: AccountingPoll) -> Batch:
-    """One round's batch, acknowledged."""
-    batch = await feed.poll()
-    await feed.ack(batch)
-    return batch
-
-
-def refs(batch: Batch) -> set[Ref]:
-    return {ref for change in batch.changes for ref in change.refs}
 
 
 def invoice_with_order(db: pyodbc.Connection) -> tuple[str, str, str]:

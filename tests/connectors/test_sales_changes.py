@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import pyodbc
 import pytest
@@ -20,6 +19,7 @@ from deploy.local.addresses import url_port, url_with_port
 from deploy.local.faultproxy import FaultProxy
 from federation.changes import Batch, Ref
 from federation.errors import ConnectorError, SourceTimeout
+from tests.connectors.feeds import one, refs, settled
 
 TIMEOUT = 1.0
 
@@ -47,20 +47,8 @@ async def _feed(seeded: LegacyTargets) -> AsyncIterator[SalesPoll]:
         await feed.close()
 
 
-def one(db: pyodbc.Connection, sql: str, *values: Any) -> Any:
-    row = db.execute(sql, *values).fetchone()
-    assert row is not None
-    return row
 
 
-async def settled(feed: SalesPoll) -> Batch:
-    batch = await feed.poll()
-    await feed.ack(batch)
-    return batch
-
-
-def refs(batch: Batch) -> set[Ref]:
-    return {ref for change in batch.changes for ref in change.refs}
 
 
 def skus_of_order(db: pyodbc.Connection, order_no: str) -> set[Ref]:

@@ -226,6 +226,9 @@ def _start_postgres(root: Path, state: State) -> None:
             "-c shared_preload_libraries=pg_stat_statements "
             # change capture reads the WAL by logical decoding (issue 19); a real site enables it the same way
             "-c wal_level=logical -c max_replication_slots=16 -c max_wal_senders=16 "
+            # the demo's slot stays while the demo is down; tests writing to the same cluster must not fill
+            # the disk meanwhile: past this the server drops the slot's hold and bizfed starts afresh
+            "-c max_slot_wal_keep_size=1GB "
             # with synchronous_commit off a commit reaches the decoded log only when the WAL writer flushes it
             "-c wal_writer_delay=10ms")
     _run([_pg_bin("pg_ctl") or "pg_ctl", "-D", str(data), "-l", str(data / "server.log"),

@@ -139,3 +139,11 @@ class HeldConnections:
         self._closed = True
         while self._idle:
             self._invalidate(self._idle.pop())
+
+
+async def close_held(held: HeldConnections | None, engine: AsyncEngine | None) -> None:
+    """Close what a Sales reader holds: its connections, then the engine that made them."""
+    if held is not None:
+        await held.close()
+    if engine is not None:
+        await engine.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors._batch import LIKE_ESCAPE, chunked, contains_pattern, unique
-from connectors._held import HeldConnections
+from connectors._held import HeldConnections, close_held
 from connectors._paging import keyset_page
 from connectors._sales_errors import SOURCE, driver_errors, keeps_connection
 from connectors._values import (
@@ -162,10 +162,7 @@ class SalesConnector:
     async def close(self) -> None:
         engine, held = self._engine, self._held
         self._engine = self._held = None
-        if held is not None:
-            await held.close()
-        if engine is not None:
-            await engine.dispose()
+        await close_held(held, engine)
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1", ())

@@ -31,7 +31,7 @@ from connectors._diff import (
     sqlite_dialect,
     text,
 )
-from connectors._held import HeldConnections
+from connectors._held import HeldConnections, close_held
 from connectors._sales_errors import SOURCE, driver_errors, keeps_connection
 from connectors.sales_refs import RowChange, SalesRefs
 from federation.changes import Batch
@@ -120,10 +120,7 @@ class SalesPoll(PollingFeed):
     async def close(self) -> None:
         engine, held = self._engine, self._held
         self._engine = self._held = None
-        if held is not None:
-            await held.close()
-        if engine is not None:
-            await engine.dispose()
+        await close_held(held, engine)
 
     # -- plumbing ------------------------------------------------------------
 

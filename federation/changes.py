@@ -95,7 +95,6 @@ class FeedStatus:
     state: str = "starting"          # starting | watching | failing | standby (another replica watches)
     last_change_at: float | None = None   # epoch seconds of the newest change seen
     last_round_at: float | None = None    # epoch seconds of the last round that reached the source
-    lag_s: float | None = None            # commit → invalidated, newest change (log) or round age (poll)
     changes: int = 0
     error: str | None = None
     extra: dict[str, object] = field(default_factory=dict)

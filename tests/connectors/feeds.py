@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Protocol
 
 import pyodbc
 
 from federation.changes import Batch, Ref
+from federation.errors import ConnectorError
 
 
 class Feed(Protocol):
@@ -30,3 +33,14 @@ async def settled(feed: Feed) -> Batch:
 
 def refs(batch: Batch) -> set[Ref]:
     return {ref for change in batch.changes for ref in change.refs}
+
+
+async def poll_until_it_answers(feed: Feed, within: float) -> Batch:
+    """The next batch once the feed reaches its source again; fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await feed.poll()
+        except ConnectorError:
+            assert time.monotonic() < deadline, "the feed did not recover"
+            await asyncio.sleep(0.1)

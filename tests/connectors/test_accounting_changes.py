@@ -4,7 +4,6 @@ connection or a server that stops answering."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,9 +15,9 @@ from connectors.accounting_changes import TABLES, AccountingPoll
 from deploy.legacy.schema import LegacyTargets
 from deploy.local.addresses import odbc_port, odbc_with_port
 from deploy.local.faultproxy import FaultProxy
-from federation.changes import Batch, Ref
-from federation.errors import ConnectorError, SourceTimeout
-from tests.connectors.feeds import one, refs, settled
+from federation.changes import Ref
+from federation.errors import SourceTimeout
+from tests.connectors.feeds import one, poll_until_it_answers, refs, settled
 
 TIMEOUT = 1.0
 
@@ -175,15 +174,6 @@ def kill_feed_connections(db: pyodbc.Connection, database: str) -> int:
         db.execute(f"KILL {int(conn_id)}")
     return len(ids)
 
-
-async def poll_until_it_answers(feed: AccountingPoll, within: float) -> Batch:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await feed.poll()
-        except ConnectorError:
-            assert time.monotonic() < deadline, "the feed did not recover"
-            await asyncio.sleep(0.1)
 
 
 async def test_no_change_is_lost_to_a_killed_connection(feed: AccountingPoll, db: pyodbc.Connection,

@@ -4,7 +4,6 @@ connection or a round the server never answers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,9 +16,9 @@ from connectors.sales_changes import TABLES, SalesPoll
 from deploy.legacy.schema import LegacyTargets, sales_as_odbc
 from deploy.local.addresses import url_port, url_with_port
 from deploy.local.faultproxy import FaultProxy
-from federation.changes import Batch, Ref
-from federation.errors import ConnectorError, SourceTimeout
-from tests.connectors.feeds import one, refs, settled
+from federation.changes import Ref
+from federation.errors import SourceTimeout
+from tests.connectors.feeds import one, poll_until_it_answers, refs, settled
 
 TIMEOUT = 1.0
 
@@ -147,15 +146,6 @@ async def test_a_price_change_is_repeated_until_acknowledged(feed: SalesPoll, db
     await feed.ack(first)
     assert (await feed.poll()).changes == ()
 
-
-async def poll_until_it_answers(feed: SalesPoll, within: float) -> Batch:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await feed.poll()
-        except ConnectorError:
-            assert time.monotonic() < deadline, "the feed did not recover"
-            await asyncio.sleep(0.1)
 
 
 async def test_no_change_is_lost_to_a_killed_connection(feed: SalesPoll, db: pyodbc.Connection,

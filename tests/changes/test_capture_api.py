@@ -8,7 +8,7 @@ a new value showing within seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,11 +42,6 @@ def _servers(seeded: LegacyTargets, redis_url: str, launch: Callable[..., Server
         watching(server, {"warehouse": mode, "sales": mode, "accounting": "poll"}, timeout=60)
     return found
 
-
-@pytest.fixture(name="legacy", scope="module")
-def _legacy(seeded: LegacyTargets) -> Iterator[Legacy]:
-    with Legacy(seeded) as legacy:
-        yield legacy
 
 
 @pytest.fixture(name="server", params=list(MODES))

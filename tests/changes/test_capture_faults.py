@@ -4,7 +4,7 @@ commit behind it loses none of them; after the fault each shows, and the lag com
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -40,11 +40,6 @@ def _server(seeded: LegacyTargets, redis_url: str, launch: Callable[..., Server]
     watching(server, {"warehouse": "log", "sales": "log", "accounting": "poll"}, timeout=60)
     return server
 
-
-@pytest.fixture(name="legacy", scope="module")
-def _legacy(seeded: LegacyTargets) -> Iterator[Legacy]:
-    with Legacy(seeded) as legacy:
-        yield legacy
 
 
 @pytest.mark.parametrize("fault", ["blackhole", "reset", "refuse"])

@@ -25,8 +25,8 @@ from tests.servers import Server, Upstreams, flush_redis_db
 REDIS_DB = 3
 
 
-@pytest.fixture(name="targets", scope="module")
-def _targets(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
+@pytest.fixture(name="legacy_targets", scope="module")
+def _legacy_targets(base_targets: LegacyTargets) -> Iterator[LegacyTargets]:
     """Seeded databases whose Warehouse lives on a cluster of its own, started with ``wal_level=replica``."""
     with throwaway_postgres("wal_level=replica") as dsn:
         renamed = base_targets.renamed(f"fb{uuid.uuid4().hex[:8]}_{os.getpid()}")
@@ -59,21 +59,16 @@ def statement_binlog(sales_url: str) -> Iterator[None]:
 
 
 @pytest.fixture(name="server", scope="module")
-def _server(targets: LegacyTargets, redis_url: str, launch: Callable[..., Server]) -> Server:
+def _server(legacy_targets: LegacyTargets, redis_url: str, launch: Callable[..., Server]) -> Server:
     flush_redis_db(redis_url, REDIS_DB)
-    env = {**Upstreams(targets, redis_url).env(redis_db=REDIS_DB), "BIZFED_WATCH_INTERVAL": str(INTERVAL),
+    env = {**Upstreams(legacy_targets, redis_url).env(redis_db=REDIS_DB), "BIZFED_WATCH_INTERVAL": str(INTERVAL),
            "BIZFED_FRESHNESS_WAREHOUSE": LONG, "BIZFED_FRESHNESS_SALES": LONG, "BIZFED_LOCAL_CACHE_TTL": "60"}
     # Only while capture starts: the feed checks the server's settings when it starts.
-    with statement_binlog(targets.sales_url):
+    with statement_binlog(legacy_targets.sales_url):
         server = launch(env, name="capture-fallbacks")
         watching(server, {"warehouse": "poll", "sales": "poll", "accounting": "poll"}, timeout=60)
     return server
 
-
-@pytest.fixture(name="legacy", scope="module")
-def _legacy(targets: LegacyTargets) -> Iterator[Legacy]:
-    with Legacy(targets) as legacy:
-        yield legacy
 
 
 def test_sources_say_which_setting_kept_each_log_from_use(server: Server) -> None:

@@ -33,11 +33,6 @@ def _server(seeded: LegacyTargets, redis_url: str, launch: Callable[..., Server]
     return server
 
 
-@pytest.fixture(name="legacy", scope="module")
-def _legacy(seeded: LegacyTargets) -> Iterator[Legacy]:
-    with Legacy(seeded) as legacy:
-        yield legacy
-
 
 @dataclass
 class Subscription:

@@ -114,67 +114,69 @@ def shop(legacy: Legacy, n: int) -> Shop:
                 shippable, str(location[0]))
 
 
+Write = Callable[[Legacy], object]   # commits one change
+
+
 @dataclass(frozen=True)
 class Kind:
-    """One kind of change: what it commits, where it shows, and how to read the value it moves."""
+    """One kind of change: which row it picks and where that shows, and how to read the value it moves."""
 
     name: str
     source: str
-    commit: Callable[[Legacy, Shop, random.Random], str]   # commits one change; returns the path it shows on
+    plan: Callable[[Shop, random.Random], tuple[str, Write]]   # the path the change shows on, and the write
     value: Callable[[dict[str, Any]], Any]
 
 
-def _stock(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _stock(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     sku, loc = rnd.choice(s.stock)
-    legacy.pg.execute("UPDATE stock SET on_hand = on_hand + 1, updated_at = now() WHERE sku = %s "
-                      "AND location_code = %s", (sku, loc))
-    return f"/v1/products/{sku}"
+    return f"/v1/products/{sku}", lambda db: db.pg.execute(
+        "UPDATE stock SET on_hand = on_hand + 1, updated_at = now() WHERE sku = %s AND location_code = %s", (sku, loc))
 
 
-def _shipment(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _shipment(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     order_no, sku = rnd.choice(s.shippable)
-    legacy.pg.execute("INSERT INTO movements (sku, location_code, qty, kind, reference, moved_at) "
-                      "VALUES (%s, %s, -1, 'shipment', %s, now())", (sku, s.location, order_no))
-    return f"/v1/orders/{order_no}"
+    return f"/v1/orders/{order_no}", lambda db: db.pg.execute(
+        "INSERT INTO movements (sku, location_code, qty, kind, reference, moved_at) "
+        "VALUES (%s, %s, -1, 'shipment', %s, now())", (sku, s.location, order_no))
 
 
-def _status(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _status(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     order_no = rnd.choice(s.orders)
-    legacy.sales("UPDATE {db}.orders SET status = IF(status = 'confirmed', 'shipped', 'confirmed') "
-                 "WHERE order_no = %s", (order_no,))
-    return f"/v1/orders/{order_no}"
+    return f"/v1/orders/{order_no}", lambda db: db.sales(
+        "UPDATE {db}.orders SET status = IF(status = 'confirmed', 'shipped', 'confirmed') WHERE order_no = %s",
+        (order_no,))
 
 
-def _rename(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _rename(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     customer = rnd.choice(s.customers)
-    legacy.sales("UPDATE {db}.customers SET name = %s WHERE id = %s", (f"Bench {secrets.token_hex(4)}", customer))
-    return f"/v1/customers/{customer}"
+    return f"/v1/customers/{customer}", lambda db: db.sales(
+        "UPDATE {db}.customers SET name = %s WHERE id = %s", (f"Bench {secrets.token_hex(4)}", customer))
 
 
-def _price(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _price(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     sku = rnd.choice(s.priced)
-    legacy.sales("UPDATE {db}.products SET list_price = list_price + 0.01 WHERE id = "
-                 "(SELECT id FROM (SELECT MIN(id) AS id FROM {db}.products WHERE sku = %s) AS first)", (sku.lower(),))
-    return f"/v1/products/{sku}"
+    return f"/v1/products/{sku}", lambda db: db.sales(
+        "UPDATE {db}.products SET list_price = list_price + 0.01 WHERE id = "
+        "(SELECT id FROM (SELECT MIN(id) AS id FROM {db}.products WHERE sku = %s) AS first)", (sku.lower(),))
 
 
-def _payment(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _payment(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     invno, order_no = rnd.choice(s.invoices)
-    legacy.accounting("INSERT INTO {db}.ARPAYM (PAYNO, INVNO, PAYDT, AMTCENTS, METHOD) VALUES (%s, %s, %s, 1, 'BT')",
-                      ("B" + secrets.token_hex(5)[:11].upper(), invno, int(datetime.now(UTC).strftime("%Y%m%d"))))
-    return f"/v1/orders/{order_no}"
+    return f"/v1/orders/{order_no}", lambda db: db.accounting(
+        "INSERT INTO {db}.ARPAYM (PAYNO, INVNO, PAYDT, AMTCENTS, METHOD) VALUES (%s, %s, %s, 1, 'BT')",
+        ("B" + secrets.token_hex(5)[:11].upper(), invno, int(datetime.now(UTC).strftime("%Y%m%d"))))
 
 
-def _credit(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _credit(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     customer, acct = rnd.choice(s.accounts)
-    legacy.accounting("UPDATE {db}.ARCUST SET CRLIMIT = CRLIMIT + 100 WHERE CUSTNO = %s", (acct.ljust(10),))
-    return f"/v1/customers/{customer}"
+    return f"/v1/customers/{customer}", lambda db: db.accounting(
+        "UPDATE {db}.ARCUST SET CRLIMIT = CRLIMIT + 100 WHERE CUSTNO = %s", (acct.ljust(10),))
 
 
-def _cost(legacy: Legacy, s: Shop, rnd: random.Random) -> str:
+def _cost(s: Shop, rnd: random.Random) -> tuple[str, Write]:
     sku = rnd.choice(s.costed)
-    legacy.accounting("UPDATE {db}.ICITEM SET STDCOST = STDCOST + 1 WHERE ITEMNO = %s", (sku.ljust(20),))
-    return f"/v1/products/{sku}"
+    return f"/v1/products/{sku}", lambda db: db.accounting(
+        "UPDATE {db}.ICITEM SET STDCOST = STDCOST + 1 WHERE ITEMNO = %s", (sku.ljust(20),))
 
 
 def _shipped(d: dict[str, Any]) -> Any:
@@ -196,33 +198,15 @@ KINDS = [
 def change_once(base: str, legacy: Legacy, s: Shop, kind: Kind, rnd: random.Random) -> float | None:
     """One change of ``kind``: read its resource (cached), commit, poll until the value moves. Seconds or None."""
     with httpx.Client(base_url=base, headers=AUTH, timeout=10) as client:
-        # The row is chosen by the generator: a dry run with the same state names the path to read first.
-        state = rnd.getstate()
-        path = _dry_path(kind, s, rnd)
-        rnd.setstate(state)
+        path, write = kind.plan(s, rnd)
         before = kind.value(client.get(path).json()["data"])
         committed = time.monotonic()
-        kind.commit(legacy, s, rnd)
+        write(legacy)
         while time.monotonic() - committed < PROBE_LIMIT:
             if kind.value(client.get(path).json()["data"]) != before:
                 return time.monotonic() - committed
             time.sleep(PROBE_EVERY)
     return None
-
-
-def _dry_path(kind: Kind, s: Shop, rnd: random.Random) -> str:
-    """The path ``kind.commit`` will change when given a generator in this state, without committing."""
-    class Dry:
-        pg = _NoWrites()
-
-        def sales(self, *_: Any) -> None: ...
-
-        def accounting(self, *_: Any) -> None: ...
-    return kind.commit(Dry(), s, rnd)  # type: ignore[arg-type]
-
-
-class _NoWrites:
-    def execute(self, *_: Any) -> None: ...
 
 
 # wrk waits this long before each request of a connection: a steady offered rate rather than as fast as it can.
